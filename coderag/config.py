@@ -1,0 +1,93 @@
+"""Settings: defaults < ``.coderag.toml`` (or ``[tool.coderag]`` in pyproject.toml) < env < CLI.
+
+Only plain data lives here; nothing in this module does I/O beyond reading the TOML file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CoderagError
+
+DATA_DIR = ".coderag"
+
+_ENV = {
+    "model": "CODERAG_MODEL",
+    "device": "CODERAG_DEVICE",
+    "dtype": "CODERAG_DTYPE",
+    "dim": "CODERAG_DIM",
+    "max_tokens": "CODERAG_MAX_TOKENS",
+    "max_file_bytes": "CODERAG_MAX_FILE_BYTES",
+    "lock_timeout": "CODERAG_LOCK_TIMEOUT",
+}
+
+
+@dataclass
+class Config:
+    """Everything that changes what gets indexed or how it is searched."""
+
+    model: str = "auto"
+    device: str | None = None
+    dtype: str | None = None
+    dim: int | None = None
+    max_tokens: int | None = None
+    #: files larger than this are skipped (reported, never read whole)
+    max_file_bytes: int = 1_000_000
+    #: extra gitignore-style patterns, on top of .gitignore and .coderagignore
+    ignore: list[str] = field(default_factory=list)
+    #: reciprocal rank fusion: score = sum(weight / (rrf_k + rank))
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    #: how many candidates each retriever contributes before fusion
+    candidates: int = 100
+    #: how long the writer lock is waited for before giving up (seconds)
+    lock_timeout: float = 10.0
+    #: watch mode: quiet period before a batch of changes is applied (milliseconds)
+    debounce_ms: int = 200
+
+    def replace(self, **changes) -> Config:
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, value):
+    f = {f.name: f for f in dataclasses.fields(Config)}.get(name)
+    if f is None:
+        raise CoderagError(f"unknown setting {name!r} in coderag configuration")
+    kind = str(f.type)
+    try:
+        if "int" in kind and not isinstance(value, list):
+            return int(value)
+        if "float" in kind:
+            return float(value)
+        if "list" in kind:
+            return [str(v) for v in (value if isinstance(value, list) else [value])]
+    except (TypeError, ValueError):
+        raise CoderagError(f"setting {name!r} has an invalid value {value!r}") from None
+    return value
+
+
+def load_config(root: Path, **overrides) -> Config:
+    """Read the repo's settings file, then the environment, then explicit overrides."""
+    values: dict = {}
+    toml_path = root / ".coderag.toml"
+    pyproject = root / "pyproject.toml"
+    try:
+        if toml_path.is_file():
+            values.update(tomllib.loads(toml_path.read_text("utf-8")))
+        elif pyproject.is_file():
+            values.update(
+                tomllib.loads(pyproject.read_text("utf-8")).get("tool", {}).get("coderag", {})
+            )
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise CoderagError(f"cannot read coderag settings: {e}") from None
+    for name, env in _ENV.items():
+        if os.environ.get(env):
+            values[name] = os.environ[env]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Config(**{k: _coerce(k, v) for k, v in values.items()})

@@ -1,0 +1,632 @@
+"""The front door: :class:`Index` refreshes a repository's index and searches it.
+
+Refresh is incremental and runs in two phases (progressive indexing):
+
+1. **Store.** Walk the tree (stat first: a file whose size and mtime match its row is not
+   read), chunk every new or changed file, and write its chunks in one commit per batch
+   of files. Chunks whose embedding text was embedded before (by any file, any branch)
+   get their vector from the cache at once; the rest are stored without one. A file's
+   row in ``files`` is written only after its chunks are, so an interrupted run redoes
+   it and never leaves it half done. Lexical search works from here on.
+2. **Embed.** Chunks without a vector are embedded, most useful first, in batches, each
+   batch committed to the cache and the chunks table. Interrupting loses at most the
+   batch in flight; the next run continues with what is missing.
+
+Only one process writes at a time (``WriterLock``); any number may search.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from . import rank
+from .config import Config, load_config
+from .errors import CoderagError, IndexCorrupt, LockHeld, ModelMismatch, UsageError
+from .files import (
+    FileEntry,
+    IgnoreRules,
+    Skip,
+    Text,
+    decode,
+    find_root,
+    git_head,
+    iter_paths,
+    read_bytes,
+    stat_entry,
+    walk,
+)
+
+Progress = Callable[..., None]
+
+MODES = ("hybrid", "dense", "lexical")
+KINDS = ("function", "method", "class", "code", "doc")
+SCHEMA_VERSION = 1
+FILE_BATCH = 200  # files per commit in phase 1
+EMBED_BATCH = 256  # chunks per commit in phase 2
+MAX_QUERY_CHARS = 20_000
+MAX_K = 1000
+
+_KIND_PRIORITY = {"function": 3.0, "method": 3.0, "class": 2.5, "doc": 2.0, "code": 1.0}
+
+
+@dataclass
+class RefreshStats:
+    """What a refresh did. ``summary()`` has the stable keys of ``coderag index --json``."""
+
+    files_indexed: int = 0
+    files_skipped: int = 0
+    files_removed: int = 0
+    files_unchanged: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_pending: int = 0
+    seconds: float = 0.0
+    skipped: list[Skip] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "files_indexed": self.files_indexed,
+            "files_skipped": self.files_skipped,
+            "files_removed": self.files_removed,
+            "chunks_embedded": self.chunks_embedded,
+            "chunks_reused": self.chunks_reused,
+            "seconds": round(self.seconds, 3),
+            "files_unchanged": self.files_unchanged,
+            "chunks_pending": self.chunks_pending,
+            "skipped_reasons": _reason_counts(self.skipped),
+        }
+
+
+def _reason_counts(skips: list[Skip]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in skips:
+        key = s.reason.split(" (")[0]
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+@dataclass
+class Hit:
+    """One search result: an exact line span of one file."""
+
+    path: str
+    start_line: int
+    end_line: int
+    kind: str
+    language: str
+    symbol: str | None
+    score: float
+    text: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class WriterLock:
+    """An exclusive ``flock`` on ``.coderag/lock``: released by the kernel if the holder dies,
+    so a killed indexer never leaves a lock behind. The holder's pid is written for messages."""
+
+    def __init__(self, data_dir: Path, timeout: float):
+        self.path = data_dir / "lock"
+        self.timeout = timeout
+        self.fd: int | None = None
+
+    def acquire(self) -> WriterLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_pid(self.path)
+                    os.close(fd)
+                    who = f" (pid {holder})" if holder else ""
+                    raise LockHeld(
+                        f"another coderag process{who} is writing this index; "
+                        f"waited {self.timeout:.0f}s, try again when it is done"
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self.fd)
+                self.fd = None
+
+    def __enter__(self) -> WriterLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def _digest(*parts: object) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update(str(p).encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Index:
+    """The index of one repository: ``refresh()`` keeps it equal to the files, ``search()`` reads it."""
+
+    def __init__(self, root=None, config: Config | None = None, embedder=None, **overrides):
+        self.root = find_root(root)
+        self.config = config or load_config(self.root, **overrides)
+        self._embedder = embedder
+        self._store = None
+        self._query_encoder = None
+        self.last_dense_coverage: float | None = None
+
+    # ------------------------------------------------------------ plumbing
+    @property
+    def data_dir(self) -> Path:
+        from .config import DATA_DIR
+
+        return self.root / DATA_DIR
+
+    def _open_store(self, create: bool = False, fresh: bool = False):
+        from .store import Store
+
+        if self._store is None or create or fresh:
+            self._store = Store(self.root, create=create, fresh_reads=fresh)
+        return self._store
+
+    def _model_spec(self, meta: dict) -> str:
+        """Which model to load: the one named in config, else the one the index was built with."""
+        if self.config.model != "auto":
+            return self.config.model
+        return meta.get("model") or "auto"
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from . import embed
+
+            store_meta = {}
+            try:
+                store_meta = self._open_store().meta()
+            except CoderagError:
+                pass
+            spec = self._model_spec(store_meta)
+            self._embedder = embed.load_embedder(
+                spec,
+                device=self.config.device,
+                dtype=self.config.dtype,
+                dim=self.config.dim or store_meta.get("dim") if spec != "auto" else self.config.dim,
+                max_tokens=self.config.max_tokens,
+            )
+        return self._embedder
+
+    def _check_meta(self, meta: dict, emb) -> None:
+        if not meta:
+            return
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            raise IndexCorrupt(
+                f"the index at {self.data_dir} has schema version {meta.get('schema_version')!r}, "
+                f"this coderag writes {SCHEMA_VERSION}; run `coderag index --rebuild`"
+            )
+        if meta.get("model") and (meta["model"] != emb.model_id or meta.get("dim") != emb.dim):
+            raise ModelMismatch(
+                f"the index was built with {meta['model']} ({meta.get('dim')} dims), not "
+                f"{emb.model_id} ({emb.dim} dims); run `coderag index --rebuild` to switch models"
+            )
+
+    # ------------------------------------------------------------- refresh
+    def refresh(
+        self,
+        paths: list[str] | None = None,
+        *,
+        progress: Progress | None = None,
+        lexical_only: bool = False,
+        rebuild: bool = False,
+        contents: dict[str, bytes] | None = None,
+    ) -> RefreshStats:
+        """Bring the index up to date with the files (all, or only ``paths``).
+
+        ``contents`` maps paths to bytes to index instead of the working-tree file (the
+        git index's blobs, for ``--staged``).
+        """
+        t0 = time.perf_counter()
+        say = progress or (lambda *a, **k: None)
+        stats = RefreshStats()
+        with WriterLock(self.data_dir, self.config.lock_timeout):
+            store = self._open_store(create=True)
+            if rebuild:
+                store.drop_all()
+            meta = store.meta() if store.exists() else {}
+            if self._embedder is None and not meta and self.config.model == "auto":
+                pass  # a new index: "auto" picks by hardware
+            emb = self.embedder
+            self._check_meta(meta, emb)
+            say("model", model=emb.model_id, device=emb.device, dtype=emb.dtype, dim=emb.dim)
+            first_build = not store.exists()
+            if first_build:
+                store.create_tables(emb.dim)
+                store.set_meta(
+                    schema_version=SCHEMA_VERSION,
+                    model=emb.model_id,
+                    dim=emb.dim,
+                    device=emb.device,
+                    dtype=emb.dtype,
+                    created_at=_now_iso(),
+                )
+            self._phase_store(store, emb, paths, contents, stats, say)
+            if first_build:
+                store._create_fts()  # one bulk build beats folding in row by row
+            if not lexical_only:
+                self._phase_embed(store, emb, stats, say)
+            stats.chunks_pending = store.count_pending()
+            store.set_meta(
+                indexed_at=_now_iso(),
+                commit=git_head(self.root),
+                model=emb.model_id,
+                dim=emb.dim,
+                schema_version=SCHEMA_VERSION,
+            )
+            if stats.files_indexed or stats.files_removed or stats.chunks_embedded:
+                store.optimize()
+        stats.seconds = time.perf_counter() - t0
+        say("done", stats=stats)
+        return stats
+
+    def _plan(self, store, paths, contents, stats):
+        """Which files to (re)chunk and which rows to remove."""
+        known = store.file_rows()
+        if paths is None:
+            entries, skipped = walk(self.root, self.config)
+            stats.skipped.extend(skipped)
+            present = {e.path for e in entries}
+            removed = [p for p in known if p not in present]
+        else:
+            rules = IgnoreRules(self.root, self.config)
+            entries, removed = [], []
+            for rel in dict.fromkeys(iter_paths(self.root, paths)):
+                if rules.excluded(rel):
+                    if rel in known:
+                        removed.append(rel)
+                    continue
+                if contents is not None and rel in contents:
+                    data = contents[rel]
+                    entries.append(FileEntry(rel, len(data), -1))
+                    continue
+                e = stat_entry(self.root, rel)
+                if e is None:
+                    if rel in known:
+                        removed.append(rel)
+                elif e.size > self.config.max_file_bytes:
+                    stats.skipped.append(Skip(rel, f"larger than {self.config.max_file_bytes:,} bytes"))
+                    if rel in known:
+                        removed.append(rel)
+                else:
+                    entries.append(e)
+        todo = []
+        for e in entries:
+            row = known.get(e.path)
+            if row and row["size"] == e.size and row["mtime_ns"] == e.mtime_ns:
+                stats.files_unchanged += 1
+                continue
+            todo.append((e, row))
+        return todo, removed
+
+    def _phase_store(self, store, emb, paths, contents, stats, say) -> None:
+        from .chunk import chunk_file
+        from .parse import detect_language
+
+        todo, removed = self._plan(store, paths, contents, stats)
+        if removed:
+            store.delete_files(removed)
+            stats.files_removed += len(removed)
+        say("parse", total=len(todo))
+        for start in range(0, len(todo), FILE_BATCH):
+            batch = todo[start : start + FILE_BATCH]
+            rows: list[dict] = []
+            file_rows: list[dict] = []
+            replace_paths: list[str] = []
+            gone: list[str] = []
+            n_chunks = 0
+            for entry, known_row in batch:
+                if contents is not None and entry.path in contents:
+                    data = contents[entry.path]
+                else:
+                    data = read_bytes(self.root, entry.path, self.config.max_file_bytes)
+                text = data if isinstance(data, Skip) else decode(entry.path, data)
+                if isinstance(text, Skip):
+                    stats.skipped.append(text)
+                    if known_row:
+                        gone.append(entry.path)
+                    say("parsed", files=1, chunks=0)
+                    continue
+                assert isinstance(text, Text)
+                if known_row and known_row["hash"] == text.digest:
+                    # touched, not changed: only the stat fields move
+                    file_rows.append({**known_row, "mtime_ns": entry.mtime_ns, "size": entry.size})
+                    stats.files_unchanged += 1
+                    say("parsed", files=1, chunks=0)
+                    continue
+                language = detect_language(entry.path, text.text[:256])
+                try:
+                    chunks = chunk_file(entry.path, text.text, language, emb)
+                except RecursionError:
+                    stats.skipped.append(Skip(entry.path, "too deeply nested to parse"))
+                    continue
+                file_rows.append(
+                    {
+                        "path": entry.path,
+                        "hash": text.digest,
+                        "size": entry.size,
+                        "mtime_ns": entry.mtime_ns,
+                        "chunks": len(chunks),
+                        "language": language or "text",
+                    }
+                )
+                replace_paths.append(entry.path)
+                size_factor = 1.0 / (1.0 + entry.size / 20_000)
+                for c in chunks:
+                    # The cache key is the chunk's own text, not its path header: a rename or a
+                    # move re-uses the vector (its header names the old path until the text changes).
+                    key = _digest(emb.model_id, emb.dim, c.kind, c.text)
+                    rows.append(
+                        {
+                            "id": _digest(c.path, c.start_line, c.end_line, c.kind, c.symbol, key),
+                            "path": c.path,
+                            "language": c.language,
+                            "kind": c.kind,
+                            "symbol": c.symbol,
+                            "start_line": c.start_line,
+                            "end_line": c.end_line,
+                            "text": c.text,
+                            "embed_text": c.embed_text,
+                            "search_text": rank.search_text(c.text, c.path, c.symbol),
+                            "embed_key": key,
+                            "embedded": False,
+                            "priority": _KIND_PRIORITY.get(c.kind, 1.0) + size_factor,
+                            "vector": None,
+                        }
+                    )
+                stats.files_indexed += 1
+                n_chunks += len(chunks)
+                say("parsed", files=1, chunks=len(chunks))
+            # the cache: every text embedded before, under any path or branch
+            cached = store.cached_vectors(r["embed_key"] for r in rows)
+            for r in rows:
+                v = cached.get(r["embed_key"])
+                if v is not None:
+                    r["vector"] = v
+                    r["embedded"] = True
+                    stats.chunks_reused += 1
+            if gone:
+                store.delete_files(gone)
+                stats.files_removed += len(gone)
+            store.replace_chunks(replace_paths, rows)
+            store.upsert_files(file_rows)  # only now are these files done
+        stats.files_skipped = len(stats.skipped)
+
+    def _phase_embed(self, store, emb, stats, say) -> None:
+        pending = store.pending(0)
+        if not pending:
+            return
+        by_key: dict[str, list[str]] = {}
+        texts: dict[str, str] = {}
+        for r in pending:
+            by_key.setdefault(r["embed_key"], []).append(r["id"])
+            texts.setdefault(r["embed_key"], r["embed_text"])
+        # a chunk whose text another chunk already has a cached vector for
+        cached = store.cached_vectors(by_key)
+        if cached:
+            import numpy as np
+
+            ids = [i for k in cached for i in by_key[k]]
+            vecs = np.stack([cached[k] for k in cached for _ in by_key[k]])
+            store.set_vectors(ids, vecs)
+            stats.chunks_reused += len(ids)
+            for k in cached:
+                by_key.pop(k)
+        keys = list(by_key)
+        say("embed", total=len(keys))
+        for start in range(0, len(keys), EMBED_BATCH):
+            part = keys[start : start + EMBED_BATCH]
+            vecs = emb.embed_documents([texts[k] for k in part])
+            store.put_cached_vectors(part, vecs)
+            ids = [i for k in part for i in by_key[k]]
+            import numpy as np
+
+            rows = np.repeat(vecs, [len(by_key[k]) for k in part], axis=0)
+            store.set_vectors(ids, rows)
+            stats.chunks_embedded += len(part)
+            say("embedded", chunks=len(part))
+
+    # -------------------------------------------------------------- search
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        mode: str = "hybrid",
+        lang: str | None = None,
+        path: str | None = None,
+        kind: str | None = None,
+        code: bool | None = None,
+        files: bool = False,
+    ) -> list[Hit]:
+        """Ranked hits for a natural-language or code query."""
+        if mode not in MODES:
+            raise UsageError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
+        if kind is not None and kind not in KINDS:
+            raise UsageError(f"unknown kind {kind!r} (choose from {', '.join(KINDS)})")
+        if not 1 <= k <= MAX_K:
+            raise UsageError(f"k must be between 1 and {MAX_K}")
+        query = query.replace("\x00", " ")
+        if len(query) > MAX_QUERY_CHARS:
+            query = query[:MAX_QUERY_CHARS]
+        if not query.strip():
+            raise UsageError("empty query")
+        store = self._open_store()
+        meta = store.meta()
+        if not meta:
+            raise CoderagError(f"the index at {self.data_dir} is empty; run `coderag index`")
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            self._check_meta(meta, None)
+        where = self._where(store, lang, kind, path)
+        counts = store.counts()
+        self.last_dense_coverage = (
+            1.0 - counts["pending"] / counts["chunks"] if counts["chunks"] else 1.0
+        )
+        is_code = rank.looks_like_code(query) if code is None else code
+        depth = max(self.config.candidates, k * 3)
+        lists, weights = [], []
+        if mode in ("hybrid", "lexical"):
+            lists.append(store.lexical(rank.query_terms(query), depth, where))
+            weights.append(self.config.lexical_weight)
+        if mode in ("hybrid", "dense"):
+            vec = self._query_vector(query, "code" if is_code else "nl", meta)
+            lists.append(store.dense(vec, depth, where))
+            weights.append(self.config.dense_weight)
+        if mode == "hybrid":
+            fused = rank.rrf(lists, weights, self.config.rrf_k)
+            bonus = 1.0 / (self.config.rrf_k + 1)
+            fused = rank.boost(fused, query, symbol_bonus=bonus, path_bonus=0.25 * bonus)
+        else:
+            fused = [(r, r["_score"]) for r in lists[0]]
+        if path:
+            fused = [(r, s) for r, s in fused if _glob_match(r["path"], path)]
+        picked = rank.by_file(fused, k) if files else rank.collapse(fused, k)
+        return [
+            Hit(
+                path=r["path"],
+                start_line=int(r["start_line"]),
+                end_line=int(r["end_line"]),
+                kind=r["kind"],
+                language=r["language"],
+                symbol=r["symbol"],
+                score=round(float(s), 6),
+                text=r["text"],
+            )
+            for r, s in picked
+        ]
+
+    def _where(self, store, lang, kind, path) -> str | None:
+        from .store import sql_str
+
+        parts = []
+        if lang:
+            parts.append(f"language = {sql_str(lang)}")
+        if kind:
+            parts.append(f"kind = {sql_str(kind)}")
+        if path:
+            parts.append(f"path LIKE {sql_str(_glob_to_like(path))} ESCAPE '\\'")
+        return " AND ".join(parts) or None
+
+    def _query_vector(self, query: str, kind: str, meta: dict):
+        if self._embedder is None and self._query_encoder is None:
+            from . import embed
+
+            loader = getattr(embed, "load_query_encoder", None)
+            qdir = self.data_dir / "query-encoder"
+            if loader is not None and qdir.is_dir():
+                enc = loader(qdir)
+                if enc is not None and getattr(enc, "model_id", meta.get("model")) == meta.get("model"):
+                    self._query_encoder = enc
+        if self._query_encoder is not None:
+            return self._query_encoder.embed_query(query, kind)
+        emb = self.embedder
+        self._check_meta(meta, emb)
+        return emb.embed_query(query, kind)
+
+    # -------------------------------------------------------------- status
+    def status(self) -> dict:
+        store = self._open_store()
+        meta = store.meta()
+        if not meta or not store.exists():
+            raise CoderagError(f"the index at {self.data_dir} is empty; run `coderag index`")
+        counts = store.counts()
+        chunks = counts["chunks"]
+        return {
+            "root": str(self.root),
+            "files": counts["files"],
+            "chunks": chunks,
+            "model": meta.get("model"),
+            "dim": meta.get("dim"),
+            "indexed_at": meta.get("indexed_at"),
+            "bytes": store.size_bytes(),
+            "dense_coverage": round(1.0 - counts["pending"] / chunks, 4) if chunks else 1.0,
+            "commit": meta.get("commit"),
+            "device": meta.get("device"),
+            "schema_version": meta.get("schema_version"),
+        }
+
+
+def _glob_to_like(glob: str) -> str:
+    """A LIKE pattern that matches at least what the glob matches (the exact check follows)."""
+    out = [] if "/" in glob else ["%"]  # a bare name pattern matches at any depth
+    for ch in glob:
+        if ch in "%_\\":
+            out.append("\\" + ch)
+        elif ch == "*":
+            if not out or out[-1] != "%":
+                out.append("%")
+        elif ch == "?":
+            out.append("_")
+        elif ch in "[]":
+            return "%"  # character classes have no LIKE form: filter afterwards only
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _glob_match(path: str, glob: str) -> bool:
+    """Globs on POSIX paths: ``*`` within a segment, ``**`` across segments; a pattern
+    without ``/`` matches the file name at any depth; a folder matches everything below."""
+    import re
+
+    if "/" not in glob:
+        return fnmatchcase(path.rsplit("/", 1)[-1], glob) or path.startswith(glob + "/")
+    g = glob.lstrip("/")
+    rx, i = "", 0
+    while i < len(g):
+        if g.startswith("**/", i):
+            rx += "(?:.*/)?"
+            i += 3
+        elif g.startswith("**", i):
+            rx += ".*"
+            i += 2
+        elif g[i] == "*":
+            rx += "[^/]*"
+            i += 1
+        elif g[i] == "?":
+            rx += "[^/]"
+            i += 1
+        else:
+            rx += re.escape(g[i])
+            i += 1
+    return re.fullmatch(rx, path) is not None or path.startswith(g.rstrip("/") + "/")

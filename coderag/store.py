@@ -1,0 +1,444 @@
+"""LanceDB storage: the only module that imports lancedb.
+
+One database per repository at ``<repo>/.coderag/db`` with four tables:
+
+``chunks``      one row per chunk: metadata, original text, the text that was embedded, a
+                code-aware ``search_text`` with a native full-text index, the vector (zeros
+                until ``embedded`` is true) and the key of that vector in the cache.
+``files``       one row per indexed file: path, content hash, size, mtime; written only
+                after the file's chunk rows are committed, so an interrupted run never
+                marks a file done that is not.
+``embeddings``  the embedding cache: ``key`` = hash(model id, dim, embedded text) → vector.
+                Renames, reverts and branch switches find their vectors here.
+``meta``        key/value rows: schema version, model id, dimension, times, git commit.
+
+Every write is one LanceDB commit (atomic: a reader sees a file's old rows or its new
+rows, never both, never neither). Callers hold the writer lock (see ``index.WriterLock``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+from .config import DATA_DIR
+from .errors import CoderagError, IndexCorrupt, IndexMissing
+
+SCHEMA_VERSION = 1
+DB_DIR = "db"
+REBUILD_HINT = "run `coderag index --rebuild`"
+
+CHUNK_COLUMNS = (
+    "id",
+    "path",
+    "language",
+    "kind",
+    "symbol",
+    "start_line",
+    "end_line",
+    "text",
+    "embed_text",
+    "search_text",
+    "embed_key",
+    "embedded",
+    "priority",
+    "vector",
+)
+RESULT_COLUMNS = ["id", "path", "language", "kind", "symbol", "start_line", "end_line", "text"]
+
+
+def _check_cpu() -> None:
+    """LanceDB's prebuilt binaries need AVX2; without it they die with SIGILL. Say so first."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            info = fh.read(65536)
+    except OSError:
+        return
+    if "flags" in info and " avx2" not in info and os.uname().machine in ("x86_64", "AMD64"):
+        raise CoderagError(
+            "this CPU lacks AVX2, which LanceDB's prebuilt binaries require; "
+            "coderag cannot run on it"
+        )
+
+
+def _import_lancedb():
+    _check_cpu()
+    import lancedb  # noqa: PLC0415  (heavy, imported on first use)
+
+    return lancedb
+
+
+def sql_str(value: str) -> str:
+    """A SQL string literal for a LanceDB filter; rejects what cannot be quoted safely."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise CoderagError("filter values may not contain control characters")
+    if len(value) > 4096:
+        raise CoderagError("filter value too long (over 4096 characters)")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def data_dir(root: Path) -> Path:
+    return root / DATA_DIR
+
+
+class Store:
+    """The index of one repository."""
+
+    def __init__(self, root: Path, *, create: bool = False, fresh_reads: bool = False):
+        self.root = root
+        self.dir = data_dir(root)
+        if not self.dir.is_dir():
+            if not create:
+                raise IndexMissing(f"no index at {self.dir}; run `coderag index` first")
+            self.dir.mkdir(parents=True, exist_ok=True)
+        gi = self.dir / ".gitignore"
+        if create and not gi.exists():
+            gi.write_text("*\n", encoding="utf-8")
+        db_path = self.dir / DB_DIR
+        if not create and not db_path.is_dir():
+            raise IndexMissing(f"no index at {self.dir}; run `coderag index` first")
+        lancedb = _import_lancedb()
+        try:
+            self.db = lancedb.connect(
+                str(db_path),
+                read_consistency_interval=timedelta(0) if fresh_reads else None,
+            )
+            self._names = set(self._table_names())
+        except Exception as e:  # noqa: BLE001 - any failure here means a damaged folder
+            raise IndexCorrupt(f"cannot open the index at {self.dir} ({e}); {REBUILD_HINT}") from None
+        self._tables: dict[str, object] = {}
+
+    def _table_names(self) -> list[str]:
+        res = self.db.list_tables()
+        return list(getattr(res, "tables", res))
+
+    # ---------------------------------------------------------------- tables
+    def _table(self, name: str):
+        t = self._tables.get(name)
+        if t is None:
+            if name not in self._names:
+                self._names = set(self._table_names())
+                if name not in self._names:
+                    raise IndexMissing(f"the index at {self.dir} is empty; run `coderag index`")
+            try:
+                t = self.db.open_table(name)
+            except Exception as e:  # noqa: BLE001
+                raise IndexCorrupt(f"index table {name!r} is damaged ({e}); {REBUILD_HINT}") from None
+            self._tables[name] = t
+        return t
+
+    def exists(self) -> bool:
+        return {"chunks", "files", "meta"} <= self._names
+
+    def create_tables(self, dim: int) -> None:
+        import pyarrow as pa
+
+        schemas = {
+            "chunks": pa.schema(
+                [
+                    ("id", pa.string()),
+                    ("path", pa.string()),
+                    ("language", pa.string()),
+                    ("kind", pa.string()),
+                    ("symbol", pa.string()),
+                    ("start_line", pa.int32()),
+                    ("end_line", pa.int32()),
+                    ("text", pa.string()),
+                    ("embed_text", pa.string()),
+                    ("search_text", pa.string()),
+                    ("embed_key", pa.string()),
+                    ("embedded", pa.bool_()),
+                    ("priority", pa.float32()),
+                    ("vector", pa.list_(pa.float32(), dim)),
+                ]
+            ),
+            "files": pa.schema(
+                [
+                    ("path", pa.string()),
+                    ("hash", pa.string()),
+                    ("size", pa.int64()),
+                    ("mtime_ns", pa.int64()),
+                    ("chunks", pa.int32()),
+                    ("language", pa.string()),
+                ]
+            ),
+            "embeddings": pa.schema([("key", pa.string()), ("vector", pa.list_(pa.float32(), dim))]),
+            "meta": pa.schema([("key", pa.string()), ("value", pa.string())]),
+        }
+        for name, schema in schemas.items():
+            if name not in self._names:
+                self.db.create_table(name, schema=schema, exist_ok=True)
+        self._names = set(self._table_names())
+        self._create_fts()
+
+    def drop_all(self) -> None:
+        for name in list(self._table_names()):
+            self.db.drop_table(name)
+        self._tables.clear()
+        self._names = set()
+
+    # ------------------------------------------------------------------ meta
+    def meta(self) -> dict:
+        if "meta" not in self._names:
+            return {}
+        try:
+            rows = self._table("meta").to_arrow().to_pylist()
+        except Exception as e:  # noqa: BLE001
+            raise IndexCorrupt(f"index metadata unreadable ({e}); {REBUILD_HINT}") from None
+        out = {}
+        for r in rows:
+            try:
+                out[r["key"]] = json.loads(r["value"])
+            except (TypeError, ValueError):
+                raise IndexCorrupt(f"index metadata damaged; {REBUILD_HINT}") from None
+        return out
+
+    def set_meta(self, **values) -> None:
+        rows = [{"key": k, "value": json.dumps(v)} for k, v in values.items()]
+        (
+            self._table("meta")
+            .merge_insert("key")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(rows)
+        )
+
+    # ----------------------------------------------------------------- files
+    def file_rows(self) -> dict[str, dict]:
+        t = self._table("files").to_arrow()
+        return {r["path"]: r for r in t.to_pylist()}
+
+    def upsert_files(self, rows: list[dict]) -> None:
+        if rows:
+            (
+                self._table("files")
+                .merge_insert("path")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(rows)
+            )
+
+    def delete_files(self, paths: Sequence[str]) -> None:
+        """Remove files and their chunks: chunks first, so a crash leaves a file to redo."""
+        for part in _batches(list(paths), 500):
+            where = f"path IN ({', '.join(sql_str(p) for p in part)})"
+            self._table("chunks").delete(where)
+            self._table("files").delete(where)
+
+    # ---------------------------------------------------------------- chunks
+    def replace_chunks(self, paths: Sequence[str], rows: list[dict]) -> None:
+        """Make ``rows`` the chunks of ``paths`` in one commit (unchanged ids stay untouched)."""
+        if not paths:
+            return
+        where = f"path IN ({', '.join(sql_str(p) for p in paths)})"
+        t = self._table("chunks")
+        if not rows:
+            t.delete(where)
+            return
+        (
+            t.merge_insert("id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(where)
+            .execute(self._chunk_table(rows))
+        )
+
+    def _chunk_table(self, rows: list[dict]):
+        import pyarrow as pa
+
+        schema = self._table("chunks").schema
+        cols = {name: [r[name] for r in rows] for name in CHUNK_COLUMNS if name != "vector"}
+        dim = schema.field("vector").type.list_size
+        vecs = np.zeros((len(rows), dim), dtype=np.float32)
+        for i, r in enumerate(rows):
+            v = r.get("vector")
+            if v is not None:
+                vecs[i] = v
+        arrays = [pa.array(cols[n], type=schema.field(n).type) for n in CHUNK_COLUMNS[:-1]]
+        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def chunk_ids_by_path(self, paths: Sequence[str]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for part in _batches(list(paths), 500):
+            where = f"path IN ({', '.join(sql_str(p) for p in part)})"
+            t = self._table("chunks").search().where(where).select(["id", "path"]).to_arrow()
+            for i, p in zip(t.column("id").to_pylist(), t.column("path").to_pylist(), strict=True):
+                out.setdefault(p, set()).add(i)
+        return out
+
+    def pending(self, limit: int) -> list[dict]:
+        """Chunks still without a vector, most useful first."""
+        t = self._table("chunks")
+        rows = (
+            t.search()
+            .where("embedded = false")
+            .select(["id", "embed_text", "embed_key", "priority"])
+            .limit(None)
+            .to_arrow()
+            .to_pylist()
+        )
+        rows.sort(key=lambda r: (-r["priority"], r["id"]))
+        return rows[:limit] if limit else rows
+
+    def count_pending(self) -> int:
+        return self._table("chunks").count_rows("embedded = false")
+
+    def set_vectors(self, ids: list[str], vectors: np.ndarray) -> None:
+        """Fill in vectors of existing chunks; chunks deleted meanwhile are not resurrected."""
+        import pyarrow as pa
+
+        if not ids:
+            return
+        dim = vectors.shape[1]
+        src = pa.table(
+            {
+                "id": pa.array(ids, pa.string()),
+                "embedded": pa.array([True] * len(ids)),
+                "vector": pa.FixedSizeListArray.from_arrays(
+                    pa.array(vectors.astype(np.float32).ravel()), dim
+                ),
+            }
+        )
+        self._table("chunks").merge_insert("id").when_matched_update_all().execute(src)
+
+    # ------------------------------------------------------------- the cache
+    def cached_vectors(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, np.ndarray] = {}
+        if not keys or "embeddings" not in self._names:
+            return out
+        t = self._table("embeddings")
+        for part in _batches(keys, 1000):
+            where = f"key IN ({', '.join(sql_str(k) for k in part)})"
+            res = t.search().where(where).select(["key", "vector"]).limit(None).to_arrow()
+            if res.num_rows:
+                vecs = res.column("vector").combine_chunks().flatten().to_numpy()
+                vecs = vecs.reshape(res.num_rows, -1)
+                for k, v in zip(res.column("key").to_pylist(), vecs, strict=True):
+                    out[k] = v
+        return out
+
+    def put_cached_vectors(self, keys: list[str], vectors: np.ndarray) -> None:
+        import pyarrow as pa
+
+        if not keys:
+            return
+        dim = vectors.shape[1]
+        src = pa.table(
+            {
+                "key": pa.array(keys, pa.string()),
+                "vector": pa.FixedSizeListArray.from_arrays(
+                    pa.array(vectors.astype(np.float32).ravel()), dim
+                ),
+            }
+        )
+        self._table("embeddings").merge_insert("key").when_not_matched_insert_all().execute(src)
+
+    # ---------------------------------------------------------------- search
+    def _create_fts(self) -> None:
+        from lancedb.index import FTS
+
+        t = self._table("chunks")
+        t.create_index(
+            "search_text",
+            config=FTS(
+                base_tokenizer="simple",
+                lower_case=True,
+                stem=True,
+                remove_stop_words=True,
+                ascii_folding=True,
+                max_token_length=48,
+            ),
+            replace=True,
+        )
+
+    def optimize(self) -> None:
+        """Compact fragments and fold new rows into the indices (after a batch of writes)."""
+        for name in ("chunks", "files", "embeddings", "meta"):
+            if name in self._names:
+                try:
+                    self._table(name).optimize(cleanup_older_than=timedelta(minutes=10))
+                except Exception:  # noqa: BLE001 - optimisation is best-effort
+                    pass
+
+    def dense(self, vector: np.ndarray, k: int, where: str | None) -> list[dict]:
+        flt = "embedded = true" + (f" AND ({where})" if where else "")
+        q = (
+            self._table("chunks")
+            .search(vector.astype(np.float32), vector_column_name="vector")
+            .distance_type("cosine")
+            .where(flt, prefilter=True)
+            .select([*RESULT_COLUMNS, "_distance"])
+            .limit(k)
+        )
+        rows = q.to_arrow().to_pylist()
+        for r in rows:
+            r["_score"] = 1.0 - float(r.pop("_distance"))
+        return rows
+
+    def lexical(self, terms: str, k: int, where: str | None) -> list[dict]:
+        if not terms.strip():
+            return []
+        q = (
+            self._table("chunks")
+            .search(terms, query_type="fts", fts_columns="search_text")
+            .select([*RESULT_COLUMNS, "_score"])
+            .limit(k)
+        )
+        if where:
+            q = q.where(where, prefilter=True)
+        rows = q.to_arrow().to_pylist()
+        for r in rows:
+            r["_score"] = float(r.get("_score") or 0.0)
+        return rows
+
+    def rows_for(self, where: str, columns: list[str] | None = None) -> list[dict]:
+        return (
+            self._table("chunks")
+            .search()
+            .where(where)
+            .select(columns or RESULT_COLUMNS)
+            .limit(None)
+            .to_arrow()
+            .to_pylist()
+        )
+
+    # ---------------------------------------------------------------- status
+    def counts(self) -> dict:
+        chunks = self._table("chunks")
+        total = chunks.count_rows()
+        pending = chunks.count_rows("embedded = false") if total else 0
+        return {
+            "files": self._table("files").count_rows(),
+            "chunks": total,
+            "pending": pending,
+        }
+
+    def size_bytes(self) -> int:
+        total = 0
+        for dirpath, _dirs, names in os.walk(self.dir):
+            for n in names:
+                try:
+                    total += os.path.getsize(os.path.join(dirpath, n))
+                except OSError:
+                    pass
+        return total
+
+    def all_chunk_rows(self, columns: list[str]) -> list[dict]:
+        return self._table("chunks").search().select(columns).limit(None).to_arrow().to_pylist()
+
+
+def _batches(items: list, n: int):
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def now() -> float:
+    return time.time()

