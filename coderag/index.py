@@ -187,6 +187,11 @@ class Index:
         self._store = None
         self._query_encoder = None
         self.last_dense_coverage: float | None = None
+        self.weights = rank.Weights(
+            rrf_k=self.config.rrf_k,
+            dense=self.config.dense_weight,
+            lexical=self.config.lexical_weight,
+        )
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -403,6 +408,7 @@ class Index:
                             "language": c.language,
                             "kind": c.kind,
                             "symbol": c.symbol,
+                            "name": rank.symbol_name(c.symbol),
                             "start_line": c.start_line,
                             "end_line": c.end_line,
                             "text": c.text,
@@ -432,8 +438,26 @@ class Index:
             store.upsert_files(file_rows)  # only now are these files done
         stats.files_skipped = len(stats.skipped)
 
-    def _phase_embed(self, store, emb, stats, say) -> None:
-        pending = store.pending(0)
+    def embed_pending(self, limit: int = EMBED_BATCH, *, progress: Progress | None = None) -> int:
+        """Embed up to ``limit`` chunks still without a vector (0 = all); returns how many.
+
+        For background back-fill (watch, serve): each call takes the writer lock briefly,
+        so fresh edits are never stuck behind a long embedding run.
+        """
+        stats = RefreshStats()
+        with WriterLock(self.data_dir, self.config.lock_timeout):
+            store = self._open_store()
+            if not store.exists():
+                return 0
+            emb = self.embedder
+            self._check_meta(store.meta(), emb)
+            self._phase_embed(store, emb, stats, progress or (lambda *a, **k: None), limit)
+        return stats.chunks_embedded + stats.chunks_reused
+
+    def _phase_embed(self, store, emb, stats, say, limit: int = 0) -> None:
+        import numpy as np
+
+        pending = store.pending(limit)
         if not pending:
             return
         by_key: dict[str, list[str]] = {}
@@ -444,8 +468,6 @@ class Index:
         # a chunk whose text another chunk already has a cached vector for
         cached = store.cached_vectors(by_key)
         if cached:
-            import numpy as np
-
             ids = [i for k in cached for i in by_key[k]]
             vecs = np.stack([cached[k] for k in cached for _ in by_key[k]])
             store.set_vectors(ids, vecs)
@@ -457,10 +479,8 @@ class Index:
         for start in range(0, len(keys), EMBED_BATCH):
             part = keys[start : start + EMBED_BATCH]
             vecs = emb.embed_documents([texts[k] for k in part])
-            store.put_cached_vectors(part, vecs)
+            store.put_cached_vectors(part, vecs)  # the cache first: a crash here loses nothing
             ids = [i for k in part for i in by_key[k]]
-            import numpy as np
-
             rows = np.repeat(vecs, [len(by_key[k]) for k in part], axis=0)
             store.set_vectors(ids, rows)
             stats.chunks_embedded += len(part)
@@ -504,20 +524,15 @@ class Index:
         )
         is_code = rank.looks_like_code(query) if code is None else code
         depth = max(self.config.candidates, k * 3)
-        lists, weights = [], []
+        lexical = dense = definitions = []
         if mode in ("hybrid", "lexical"):
-            lists.append(store.lexical(rank.query_terms(query), depth, where))
-            weights.append(self.config.lexical_weight)
+            lexical = store.lexical(rank.query_terms(query), depth, where)
+            names, _ = rank.query_symbols(query)
+            definitions = store.definitions(names, depth, where)
         if mode in ("hybrid", "dense"):
             vec = self._query_vector(query, "code" if is_code else "nl", meta)
-            lists.append(store.dense(vec, depth, where))
-            weights.append(self.config.dense_weight)
-        if mode == "hybrid":
-            fused = rank.rrf(lists, weights, self.config.rrf_k)
-            bonus = 1.0 / (self.config.rrf_k + 1)
-            fused = rank.boost(fused, query, symbol_bonus=bonus, path_bonus=0.25 * bonus)
-        else:
-            fused = [(r, r["_score"]) for r in lists[0]]
+            dense = store.dense(vec, depth, where)
+        fused = rank.rank(lexical, dense, query, self.weights, definitions=definitions)
         if path:
             fused = [(r, s) for r, s in fused if _glob_match(r["path"], path)]
         picked = rank.by_file(fused, k) if files else rank.collapse(fused, k)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 _WORD = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*|[0-9]+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -95,38 +96,179 @@ def identifiers_in(query: str) -> set[str]:
     return out
 
 
-def rrf(
-    lists: Sequence[Sequence[dict]], weights: Sequence[float], k: int = 60
+def symbol_name(symbol: str | None) -> str:
+    """The last component of a qualified symbol: ``pkg.mod.Class.method`` → ``method``,
+    ``(*Server).Serve`` → ``Serve``, ``impl Display for Point`` → ``Point``."""
+    if not symbol:
+        return ""
+    parts = [p for p in re.split(r"[.:#>/\\\s()*&]+", symbol) if p]
+    return parts[-1] if parts else ""
+
+
+# ------------------------------------------------------------------ query kinds
+_SYMBOL_QUERY = re.compile(
+    r"^(?:[A-Za-z_$][\w$]*(?:(?:::|\.|->|#|\\)[A-Za-z_$][\w$]*)+"  # qualified: a.b, A::B, a->b
+    r"|_\w*"  # _private
+    r"|[A-Za-z][A-Za-z0-9]*[A-Z_][\w]*"  # camelCase, snake_case, CONSTANT
+    r"|[A-Z][A-Za-z0-9]*)$"  # PascalCase
+)
+_EMBEDDED_SYMBOL = re.compile(r"\b(?:[A-Z][a-z]\w*[A-Z]\w*|[a-z]\w*[A-Z]\w+|[a-z]+_[a-z_0-9]+)\b")
+
+
+def is_symbol_query(query: str) -> bool:
+    """A bare identifier or qualified name (``Mux``, ``parse_config``, ``Sinatra::Base``)."""
+    return _SYMBOL_QUERY.match(query.strip()) is not None
+
+
+def query_symbols(query: str) -> tuple[set[str], float]:
+    """Names whose definitions the query asks for, and how strongly (1 = the query is a
+    symbol, 0.5 = identifiers embedded in a sentence)."""
+    q = query.strip()
+    if is_symbol_query(q):
+        names = {symbol_name(q)}
+        return {n for n in names if n}, 1.0
+    return set(_EMBEDDED_SYMBOL.findall(q)), 0.5
+
+
+# ------------------------------------------------------------------ path priors
+_TEST_PATH = re.compile(
+    r"(?:^|/)(?:tests?|__tests__|spec|specs|testing|testdata|fixtures?)(?:/|$)"
+    r"|(?:^|/)(?:test_[^/]*|[^/]*_test|[^/]*_spec|[^/]*\.(?:test|spec))\.\w+$"
+    r"|(?:^|/)[^/]*(?:Tests?|Spec|Suite)\.(?:java|kt|scala|swift|cs|php)$"
+)
+_AUX_PATH = re.compile(r"(?:^|/)(?:compat|_compat|legacy|examples?|_examples?|docs?_src|benchmarks?)(?:/|$)")
+_BARREL_FILES = frozenset({"__init__.py", "package-info.java", "mod.rs", "index.d.ts"})
+
+
+def path_prior(path: str) -> float:
+    """Multiplicative prior: tests, examples, compat shims and re-export files are rarely
+    where the code that does X lives, though they mention X often."""
+    w = 1.0
+    if _TEST_PATH.search(path):
+        w *= 0.35
+    if _AUX_PATH.search(path):
+        w *= 0.35
+    name = path.rsplit("/", 1)[-1]
+    if name in ("__init__.py", "package-info.java"):
+        w *= 0.5
+    elif name.endswith(".d.ts"):
+        w *= 0.7
+    return w
+
+
+def _path_words(path: str) -> set[str]:
+    """Words of a file's stem and its folder: ``src/http/RequestParser.java`` → request, parser, http."""
+    parts = path.split("/")
+    stem = parts[-1].split(".")[0]
+    words = set(split_identifier(stem)) | {stem.lower()}
+    if len(parts) > 1:
+        words |= set(split_identifier(parts[-2])) | {parts[-2].lower()}
+    return {w for w in words if w}
+
+
+def _prefix_overlap(a: str, b: str) -> bool:
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    return len(short) >= 3 and long_.startswith(short)
+
+
+# ------------------------------------------------------------------ the pipeline
+@dataclass
+class Weights:
+    """Knobs of the ranking stack (defaults chosen by measurement, see README)."""
+
+    rrf_k: int = 60
+    dense: float = 1.0
+    lexical: float = 1.0
+    symbol_query_dense: float = 0.4  # a bare identifier leans on exact matching
+    definition: float = 3.0  # × best score, for chunks defining a queried symbol
+    path_match: float = 1.0  # × best score × share of query words found in the path
+    file_coherence: float = 0.2  # × best score × the file's share of the candidate mass
+    saturation: float = 0.5  # per extra hit from a file already listed
+    priors: bool = True
+
+
+_DEFINITION_KINDS = frozenset({"function", "method", "class"})
+
+
+def rank(
+    lexical: Sequence[dict],
+    dense: Sequence[dict],
+    query: str,
+    w: Weights,
+    *,
+    definitions: Sequence[dict] = (),
 ) -> list[tuple[dict, float]]:
-    """Reciprocal rank fusion of ranked row lists keyed by ``id``."""
+    """Fuse the candidate lists and apply boosts and priors; best first.
+
+    ``definitions`` are chunks that define a symbol named in the query, fetched by name
+    whether or not a retriever found them.
+    """
+    names, strength = query_symbols(query)
+    dense_w = w.dense * (w.symbol_query_dense if strength == 1.0 else 1.0)
     score: dict[str, float] = defaultdict(float)
     rows: dict[str, dict] = {}
-    for lst, w in zip(lists, weights, strict=True):
-        for rank, row in enumerate(lst):
-            score[row["id"]] += w / (k + rank + 1)
+    for lst, weight in ((lexical, w.lexical), (dense, dense_w)):
+        for rank_, row in enumerate(lst):
+            score[row["id"]] += weight / (w.rrf_k + rank_ + 1)
             rows.setdefault(row["id"], row)
-    return sorted(((rows[i], s) for i, s in score.items()), key=lambda t: -t[1])
+    for row in definitions:
+        rows.setdefault(row["id"], row)
+        score.setdefault(row["id"], 0.0)
+    if not score:
+        return []
+    top = max(score.values()) or 1.0 / w.rrf_k
 
+    # 1. definitions of the symbols the query names
+    if names:
+        lower = {n.lower() for n in names}
+        for i, row in rows.items():
+            if row["kind"] not in _DEFINITION_KINDS:
+                continue
+            nm = symbol_name(row.get("symbol"))
+            if nm in names or nm.lower() in lower:
+                exact = 1.0 if nm in names else 0.6
+                stem_bonus = 1.5 if lower & _path_words(row["path"]) else 1.0
+                score[i] += top * w.definition * strength * exact * stem_bonus
 
-def boost(
-    fused: list[tuple[dict, float]], query: str, *, symbol_bonus: float, path_bonus: float
-) -> list[tuple[dict, float]]:
-    """Raise chunks that define a symbol named in the query, or whose path the query names."""
-    idents = identifiers_in(query)
-    words = {w.lower() for w in _WORD.findall(query) if len(w) >= 3} - _QUERY_STOP
-    if not idents and not words:
-        return fused
+    # 2. the query names the file or its folder (natural-language queries)
+    if strength < 1.0:
+        words = {
+            x.lower() for x in _WORD.findall(query) if len(x) > 2 and x.lower() not in _QUERY_STOP
+        }
+        if words:
+            cache: dict[str, float] = {}
+            for i, row in rows.items():
+                p = row["path"]
+                if p not in cache:
+                    pw = _path_words(p)
+                    hits = sum(1 for x in words if x in pw or any(_prefix_overlap(x, y) for y in pw))
+                    cache[p] = hits / len(words)
+                if cache[p] >= 0.1:
+                    score[i] += top * w.path_match * cache[p]
+
+    # 3. files with many good chunks: lift their best chunk
+    per_file: dict[str, float] = defaultdict(float)
+    best: dict[str, str] = {}
+    for i, s in score.items():
+        p = rows[i]["path"]
+        per_file[p] += s
+        if p not in best or s > score[best[p]]:
+            best[p] = i
+    mass = max(per_file.values()) or 1.0
+    for p, i in best.items():
+        score[i] += top * w.file_coherence * per_file[p] / mass
+
+    # 4. priors, then 5. diminishing returns for more hits from the same file
+    ranked = sorted(
+        ((rows[i], s * (path_prior(rows[i]["path"]) if w.priors else 1.0)) for i, s in score.items()),
+        key=lambda t: -t[1],
+    )
+    seen: dict[str, int] = defaultdict(int)
     out = []
-    for row, s in fused:
-        sym = (row.get("symbol") or "").lower()
-        last = re.split(r"[.:#>\s]+", sym)[-1] if sym else ""
-        if last and (last in idents or (last in words and len(last) >= 4)):
-            s += symbol_bonus
-        path = row["path"].lower()
-        stem_parts = set(re.split(r"[/._\-]+", path))
-        if words & stem_parts:
-            s += path_bonus
-        out.append((row, s))
+    for row, s in ranked:
+        n = seen[row["path"]]
+        seen[row["path"]] += 1
+        out.append((row, s * (w.saturation**n)))
     out.sort(key=lambda t: -t[1])
     return out
 

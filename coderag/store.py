@@ -40,6 +40,7 @@ CHUNK_COLUMNS = (
     "language",
     "kind",
     "symbol",
+    "name",
     "start_line",
     "end_line",
     "text",
@@ -50,7 +51,17 @@ CHUNK_COLUMNS = (
     "priority",
     "vector",
 )
-RESULT_COLUMNS = ["id", "path", "language", "kind", "symbol", "start_line", "end_line", "text"]
+RESULT_COLUMNS = [
+    "id",
+    "path",
+    "language",
+    "kind",
+    "symbol",
+    "name",
+    "start_line",
+    "end_line",
+    "text",
+]
 
 
 def _check_cpu() -> None:
@@ -147,6 +158,7 @@ class Store:
                     ("language", pa.string()),
                     ("kind", pa.string()),
                     ("symbol", pa.string()),
+                    ("name", pa.string()),
                     ("start_line", pa.int32()),
                     ("end_line", pa.int32()),
                     ("text", pa.string()),
@@ -398,6 +410,19 @@ class Store:
         for r in rows:
             r["_score"] = float(r.get("_score") or 0.0)
         return rows
+
+    def definitions(self, names: Iterable[str], k: int, where: str | None) -> list[dict]:
+        """Definition chunks whose symbol's last component is one of ``names`` (any case)."""
+        names = sorted({n.lower() for n in names if n})[:16]
+        if not names:
+            return []
+        flt = (
+            f"lower(name) IN ({', '.join(sql_str(n) for n in names)})"
+            " AND kind IN ('function', 'method', 'class')"
+        )
+        if where:
+            flt += f" AND ({where})"
+        return self.rows_for(flt)[:k]
 
     def rows_for(self, where: str, columns: list[str] | None = None) -> list[dict]:
         return (
