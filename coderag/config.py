@@ -23,6 +23,7 @@ _ENV = {
     "max_tokens": "CODERAG_MAX_TOKENS",
     "max_file_bytes": "CODERAG_MAX_FILE_BYTES",
     "lock_timeout": "CODERAG_LOCK_TIMEOUT",
+    "embed_batch": "CODERAG_EMBED_BATCH",
 }
 
 
@@ -47,6 +48,8 @@ class Config:
     candidates: int = 100
     #: how long the writer lock is waited for before giving up (seconds)
     lock_timeout: float = 10.0
+    #: chunks embedded per commit while back-filling vectors (smaller: finer resume points)
+    embed_batch: int = 256
     #: watch mode: quiet period before a batch of changes is applied (milliseconds)
     debounce_ms: int = 200
 

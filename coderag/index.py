@@ -165,6 +165,16 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
+def _growing_batches(items: list, first: int, most: int):
+    """Small batches first (the first commit, and so the first search answer, comes fast),
+    then doubling up to ``most`` (fewer, larger commits for the bulk)."""
+    i, n = 0, first
+    while i < len(items):
+        yield items[i : i + n]
+        i += n
+        n = min(most, n * 2)
+
+
 def _digest(*parts: object) -> str:
     h = hashlib.blake2b(digest_size=16)
     for p in parts:
@@ -323,14 +333,23 @@ class Index:
                     continue
                 if contents is not None and rel in contents:
                     data = contents[rel]
-                    entries.append(FileEntry(rel, len(data), -1))
+                    if len(data) > self.config.max_file_bytes:
+                        stats.skipped.append(
+                            Skip(rel, f"larger than {self.config.max_file_bytes:,} bytes")
+                        )
+                        if rel in known:
+                            removed.append(rel)
+                        continue
+                    entries.append(FileEntry(rel, len(data), -1))  # -1: never the stat shortcut
                     continue
                 e = stat_entry(self.root, rel)
                 if e is None:
                     if rel in known:
                         removed.append(rel)
                 elif e.size > self.config.max_file_bytes:
-                    stats.skipped.append(Skip(rel, f"larger than {self.config.max_file_bytes:,} bytes"))
+                    stats.skipped.append(
+                        Skip(rel, f"larger than {self.config.max_file_bytes:,} bytes")
+                    )
                     if rel in known:
                         removed.append(rel)
                 else:
@@ -338,7 +357,7 @@ class Index:
         todo = []
         for e in entries:
             row = known.get(e.path)
-            if row and row["size"] == e.size and row["mtime_ns"] == e.mtime_ns:
+            if row and e.mtime_ns >= 0 and row["size"] == e.size and row["mtime_ns"] == e.mtime_ns:
                 stats.files_unchanged += 1
                 continue
             todo.append((e, row))
@@ -353,8 +372,7 @@ class Index:
             store.delete_files(removed)
             stats.files_removed += len(removed)
         say("parse", total=len(todo))
-        for start in range(0, len(todo), FILE_BATCH):
-            batch = todo[start : start + FILE_BATCH]
+        for batch in _growing_batches(todo, first=16, most=FILE_BATCH):
             rows: list[dict] = []
             file_rows: list[dict] = []
             replace_paths: list[str] = []
@@ -476,8 +494,9 @@ class Index:
                 by_key.pop(k)
         keys = list(by_key)
         say("embed", total=len(keys))
-        for start in range(0, len(keys), EMBED_BATCH):
-            part = keys[start : start + EMBED_BATCH]
+        step = max(1, self.config.embed_batch)
+        for start in range(0, len(keys), step):
+            part = keys[start : start + step]
             vecs = emb.embed_documents([texts[k] for k in part])
             store.put_cached_vectors(part, vecs)  # the cache first: a crash here loses nothing
             ids = [i for k in part for i in by_key[k]]
@@ -532,7 +551,11 @@ class Index:
         if mode in ("hybrid", "dense"):
             vec = self._query_vector(query, "code" if is_code else "nl", meta)
             dense = store.dense(vec, depth, where)
-        fused = rank.rank(lexical, dense, query, self.weights, definitions=definitions)
+        # a docstring hit is shown as its definition, unless docs are what was asked for
+        owners = store.owners([*lexical, *dense]) if kind is None else []
+        fused = rank.rank(
+            lexical, dense, query, self.weights, definitions=definitions, owners=owners
+        )
         if path:
             fused = [(r, s) for r, s in fused if _glob_match(r["path"], path)]
         picked = rank.by_file(fused, k) if files else rank.collapse(fused, k)
@@ -570,7 +593,9 @@ class Index:
             qdir = self.data_dir / "query-encoder"
             if loader is not None and qdir.is_dir():
                 enc = loader(qdir)
-                if enc is not None and getattr(enc, "model_id", meta.get("model")) == meta.get("model"):
+                if enc is not None and getattr(enc, "model_id", meta.get("model")) == meta.get(
+                    "model"
+                ):
                     self._query_encoder = enc
         if self._query_encoder is not None:
             return self._query_encoder.embed_query(query, kind)

@@ -23,7 +23,7 @@ _QUERY_STOP = frozenset(
     these those there here where which what who whom whose how why when do does did done can could
     should would will shall may might must i we you they he she me my our your their us them
     code function functions method methods class classes implementation implemented implement
-    find show me logic file files defined define definition handle handles handled handling
+    find show me logic defined define definition
     """.split()
 )
 
@@ -136,7 +136,9 @@ _TEST_PATH = re.compile(
     r"|(?:^|/)(?:test_[^/]*|[^/]*_test|[^/]*_spec|[^/]*\.(?:test|spec))\.\w+$"
     r"|(?:^|/)[^/]*(?:Tests?|Spec|Suite)\.(?:java|kt|scala|swift|cs|php)$"
 )
-_AUX_PATH = re.compile(r"(?:^|/)(?:compat|_compat|legacy|examples?|_examples?|docs?_src|benchmarks?)(?:/|$)")
+_AUX_PATH = re.compile(
+    r"(?:^|/)(?:compat|_compat|legacy|examples?|_examples?|docs?_src|benchmarks?)(?:/|$)"
+)
 _BARREL_FILES = frozenset({"__init__.py", "package-info.java", "mod.rs", "index.d.ts"})
 
 
@@ -197,11 +199,13 @@ def rank(
     w: Weights,
     *,
     definitions: Sequence[dict] = (),
+    owners: Sequence[dict] = (),
 ) -> list[tuple[dict, float]]:
     """Fuse the candidate lists and apply boosts and priors; best first.
 
     ``definitions`` are chunks that define a symbol named in the query, fetched by name
-    whether or not a retriever found them.
+    whether or not a retriever found them; ``owners`` are the definition chunks of doc
+    chunks among the candidates (a docstring hit is shown as its function).
     """
     names, strength = query_symbols(query)
     dense_w = w.dense * (w.symbol_query_dense if strength == 1.0 else 1.0)
@@ -214,8 +218,23 @@ def rank(
     for row in definitions:
         rows.setdefault(row["id"], row)
         score.setdefault(row["id"], 0.0)
+    for row in owners:
+        rows.setdefault(row["id"], row)
+        score.setdefault(row["id"], 0.0)
     if not score:
         return []
+    # a docstring or doc comment speaks for its definition: credit the definition's chunk
+    # (which includes the doc) and show that, not the bare comment
+    owner: dict[tuple[str, str], str] = {}
+    for i, row in rows.items():
+        if row["kind"] in _DEFINITION_KINDS and row.get("symbol"):
+            owner.setdefault((row["path"], row["symbol"]), i)
+    for i, row in list(rows.items()):
+        if row["kind"] == "doc" and row.get("symbol") and owners:
+            j = owner.get((row["path"], row["symbol"]))
+            if j is not None and i in score:
+                score[j] = max(score[j], score[i]) + 0.25 * min(score[j], score[i])
+                del score[i]
     top = max(score.values()) or 1.0 / w.rrf_k
 
     # 1. definitions of the symbols the query names
@@ -241,7 +260,9 @@ def rank(
                 p = row["path"]
                 if p not in cache:
                     pw = _path_words(p)
-                    hits = sum(1 for x in words if x in pw or any(_prefix_overlap(x, y) for y in pw))
+                    hits = sum(
+                        1 for x in words if x in pw or any(_prefix_overlap(x, y) for y in pw)
+                    )
                     cache[p] = hits / len(words)
                 if cache[p] >= 0.1:
                     score[i] += top * w.path_match * cache[p]
@@ -258,9 +279,27 @@ def rank(
     for p, i in best.items():
         score[i] += top * w.file_coherence * per_file[p] / mass
 
-    # 4. priors, then 5. diminishing returns for more hits from the same file
+    # 4. one copy of identical code: a chunk that also exists in other files (a vendored or
+    # generated copy) is listed once, at its least nested path
+    by_text: dict[str, str] = {}
+    for i in sorted(
+        score, key=lambda i: (rows[i]["path"].count("/"), len(rows[i]["path"]), rows[i]["path"])
+    ):
+        t = rows[i].get("text")
+        if t is None or len(t) < 80:
+            continue
+        if t in by_text and rows[by_text[t]]["path"] != rows[i]["path"]:
+            score[by_text[t]] = max(score[by_text[t]], score[i])
+            del score[i]
+        else:
+            by_text.setdefault(t, i)
+
+    # 5. priors, then 6. diminishing returns for more hits from the same file
     ranked = sorted(
-        ((rows[i], s * (path_prior(rows[i]["path"]) if w.priors else 1.0)) for i, s in score.items()),
+        (
+            (rows[i], s * (path_prior(rows[i]["path"]) if w.priors else 1.0))
+            for i, s in score.items()
+        ),
         key=lambda t: -t[1],
     )
     seen: dict[str, int] = defaultdict(int)

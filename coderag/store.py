@@ -122,7 +122,9 @@ class Store:
             )
             self._names = set(self._table_names())
         except Exception as e:  # noqa: BLE001 - any failure here means a damaged folder
-            raise IndexCorrupt(f"cannot open the index at {self.dir} ({e}); {REBUILD_HINT}") from None
+            raise IndexCorrupt(
+                f"cannot open the index at {self.dir} ({e}); {REBUILD_HINT}"
+            ) from None
         self._tables: dict[str, object] = {}
 
     def _table_names(self) -> list[str]:
@@ -140,7 +142,9 @@ class Store:
             try:
                 t = self.db.open_table(name)
             except Exception as e:  # noqa: BLE001
-                raise IndexCorrupt(f"index table {name!r} is damaged ({e}); {REBUILD_HINT}") from None
+                raise IndexCorrupt(
+                    f"index table {name!r} is damaged ({e}); {REBUILD_HINT}"
+                ) from None
             self._tables[name] = t
         return t
 
@@ -180,7 +184,9 @@ class Store:
                     ("language", pa.string()),
                 ]
             ),
-            "embeddings": pa.schema([("key", pa.string()), ("vector", pa.list_(pa.float32(), dim))]),
+            "embeddings": pa.schema(
+                [("key", pa.string()), ("vector", pa.list_(pa.float32(), dim))]
+            ),
             "meta": pa.schema([("key", pa.string()), ("value", pa.string())]),
         }
         for name, schema in schemas.items():
@@ -423,6 +429,18 @@ class Store:
         if where:
             flt += f" AND ({where})"
         return self.rows_for(flt)[:k]
+
+    def owners(self, docs: Sequence[dict]) -> list[dict]:
+        """The definition chunks that doc chunks (docstrings, doc comments) belong to."""
+        keys = {(d["path"], d["symbol"]) for d in docs if d["kind"] == "doc" and d.get("symbol")}
+        if not keys:
+            return []
+        paths = sorted({p for p, _ in keys})[:200]
+        flt = (
+            f"path IN ({', '.join(sql_str(p) for p in paths)})"
+            " AND kind IN ('function', 'method', 'class')"
+        )
+        return [r for r in self.rows_for(flt) if (r["path"], r["symbol"]) in keys]
 
     def rows_for(self, where: str, columns: list[str] | None = None) -> list[dict]:
         return (

@@ -61,4 +61,6 @@ def rows_of(root: Path) -> set[tuple]:
     from coderag.store import Store
 
     rows = Store(root).all_chunk_rows(["path", "start_line", "end_line", "text", "kind", "symbol"])
-    return {(r["path"], r["start_line"], r["end_line"], r["kind"], r["symbol"], r["text"]) for r in rows}
+    return {
+        (r["path"], r["start_line"], r["end_line"], r["kind"], r["symbol"], r["text"]) for r in rows
+    }

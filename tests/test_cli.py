@@ -49,7 +49,9 @@ def test_index_search_status_json(smallrepo):
 
 def test_human_output(smallrepo):
     assert run_cli("index", str(smallrepo), "-q").returncode == 0
-    r = run_cli("search", "settings from environment variables", "--repo", str(smallrepo), "-k", "2")
+    r = run_cli(
+        "search", "settings from environment variables", "--repo", str(smallrepo), "-k", "2"
+    )
     assert r.returncode == 0, r.stderr
     first = r.stdout.splitlines()[0]
     path_span, symbol, score = first.split()
