@@ -47,6 +47,7 @@ def main() -> int:
     ap.add_argument("--modes", default="hybrid")
     ap.add_argument("--show", action="store_true", help="print each query's top files")
     ap.add_argument("--out", help="write per-repo results as JSON")
+    ap.add_argument("--set", action="append", default=[], help="config override, e.g. rrf_k=10")
     args = ap.parse_args()
 
     import run_peer  # the peer's own loader and metric
@@ -72,7 +73,8 @@ def main() -> int:
             from coderag.embed import load_embedder
 
             emb = load_embedder("auto")
-        idx = Index(work, embedder=emb)
+        overrides = dict(kv.split("=", 1) for kv in args.set)
+        idx = Index(work, embedder=emb, **overrides)
         if args.index:
             t0 = time.perf_counter()
             st = idx.refresh(lexical_only=args.lexical_only)

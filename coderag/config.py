@@ -41,8 +41,8 @@ class Config:
     #: extra gitignore-style patterns, on top of .gitignore and .coderagignore
     ignore: list[str] = field(default_factory=list)
     #: reciprocal rank fusion: score = sum(weight / (rrf_k + rank))
-    rrf_k: int = 60
-    dense_weight: float = 1.0
+    rrf_k: int = 10
+    dense_weight: float = 0.7
     lexical_weight: float = 1.0
     #: how many candidates each retriever contributes before fusion
     candidates: int = 100

@@ -53,6 +53,7 @@ FILE_BATCH = 200  # files per commit in phase 1
 EMBED_BATCH = 256  # chunks per commit in phase 2
 MAX_QUERY_CHARS = 20_000
 MAX_K = 1000
+QUERY_ENCODER_DIR = "query-encoder"
 
 _KIND_PRIORITY = {"function": 3.0, "method": 3.0, "class": 2.5, "doc": 2.0, "code": 1.0}
 
@@ -251,6 +252,8 @@ class Index:
                 f"the index at {self.data_dir} has schema version {meta.get('schema_version')!r}, "
                 f"this coderag writes {SCHEMA_VERSION}; run `coderag index --rebuild`"
             )
+        if emb is None:
+            return
         if meta.get("model") and (meta["model"] != emb.model_id or meta.get("dim") != emb.dim):
             raise ModelMismatch(
                 f"the index was built with {meta['model']} ({meta.get('dim')} dims), not "
@@ -280,13 +283,26 @@ class Index:
             if rebuild:
                 store.drop_all()
             meta = store.meta() if store.exists() else {}
-            if self._embedder is None and not meta and self.config.model == "auto":
-                pass  # a new index: "auto" picks by hardware
-            emb = self.embedder
-            self._check_meta(meta, emb)
-            say("model", model=emb.model_id, device=emb.device, dtype=emb.dtype, dim=emb.dim)
+            loaded: list = []
+
+            def model():
+                """The embedder, loaded on first need: a no-op refresh never loads it."""
+                if not loaded:
+                    emb = self.embedder
+                    self._check_meta(meta, emb)
+                    say("model", model=emb.model_id, device=emb.device, dtype=emb.dtype, dim=emb.dim)
+                    loaded.append(emb)
+                return loaded[0]
+
+            if not meta or self.config.model != "auto" or self._embedder is not None:
+                model()  # a new index, or a model named explicitly: check it now
+            else:
+                self._check_meta(meta, None)
+            model_id = loaded[0].model_id if loaded else meta["model"]
+            dim = loaded[0].dim if loaded else meta["dim"]
             first_build = not store.exists()
             if first_build:
+                emb = model()
                 store.create_tables(emb.dim)
                 store.set_meta(
                     schema_version=SCHEMA_VERSION,
@@ -296,17 +312,19 @@ class Index:
                     dtype=emb.dtype,
                     created_at=_now_iso(),
                 )
-            self._phase_store(store, emb, paths, contents, stats, say)
+            self._phase_store(store, model, (model_id, dim), paths, contents, stats, say)
             if first_build:
                 store._create_fts()  # one bulk build beats folding in row by row
-            if not lexical_only:
-                self._phase_embed(store, emb, stats, say)
+            if not lexical_only and store.count_pending():
+                self._phase_embed(store, model(), stats, say)
+            if loaded:
+                self._export_query_encoder(loaded[0])
             stats.chunks_pending = store.count_pending()
             store.set_meta(
                 indexed_at=_now_iso(),
                 commit=git_head(self.root),
-                model=emb.model_id,
-                dim=emb.dim,
+                model=model_id,
+                dim=dim,
                 schema_version=SCHEMA_VERSION,
             )
             if stats.files_indexed or stats.files_removed or stats.chunks_embedded:
@@ -363,7 +381,11 @@ class Index:
             todo.append((e, row))
         return todo, removed
 
-    def _phase_store(self, store, emb, paths, contents, stats, say) -> None:
+    def _phase_store(self, store, model, key, paths, contents, stats, say) -> None:
+        """Phase 1: chunk new and changed files, store their chunks and files rows.
+
+        ``model()`` returns the embedder (its tokenizer sizes the chunks), loaded only if a
+        file needs chunking; ``key`` = (model id, dim) goes into every chunk's cache key."""
         from .chunk import chunk_file
         from .parse import detect_language
 
@@ -399,7 +421,7 @@ class Index:
                     continue
                 language = detect_language(entry.path, text.text[:256])
                 try:
-                    chunks = chunk_file(entry.path, text.text, language, emb)
+                    chunks = chunk_file(entry.path, text.text, language, model())
                 except RecursionError:
                     stats.skipped.append(Skip(entry.path, "too deeply nested to parse"))
                     continue
@@ -418,10 +440,10 @@ class Index:
                 for c in chunks:
                     # The cache key is the chunk's own text, not its path header: a rename or a
                     # move re-uses the vector (its header names the old path until the text changes).
-                    key = _digest(emb.model_id, emb.dim, c.kind, c.text)
+                    ckey = _digest(key[0], key[1], c.kind, c.text)
                     rows.append(
                         {
-                            "id": _digest(c.path, c.start_line, c.end_line, c.kind, c.symbol, key),
+                            "id": _digest(c.path, c.start_line, c.end_line, c.kind, c.symbol, ckey),
                             "path": c.path,
                             "language": c.language,
                             "kind": c.kind,
@@ -432,7 +454,7 @@ class Index:
                             "text": c.text,
                             "embed_text": c.embed_text,
                             "search_text": rank.search_text(c.text, c.path, c.symbol),
-                            "embed_key": key,
+                            "embed_key": ckey,
                             "embedded": False,
                             "priority": _KIND_PRIORITY.get(c.kind, 1.0) + size_factor,
                             "vector": None,
@@ -585,18 +607,37 @@ class Index:
             parts.append(f"path LIKE {sql_str(_glob_to_like(path))} ESCAPE '\\'")
         return " AND ".join(parts) or None
 
+    def _export_query_encoder(self, emb) -> None:
+        """Keep a torch-free copy of the query path under .coderag/ (BERT-family models), so a
+        one-shot `coderag search` answers without importing torch. Best effort."""
+        import shutil
+
+        from . import embed
+
+        qdir = self.data_dir / QUERY_ENCODER_DIR
+        current = embed.load_query_encoder(qdir) if qdir.is_dir() else None
+        if current is not None and (current.model_id, current.dim) == (emb.model_id, emb.dim):
+            return
+        shutil.rmtree(qdir, ignore_errors=True)
+        tmp = qdir.with_name(qdir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            if embed.export_query_encoder(emb, tmp) is not None:
+                tmp.rename(qdir)  # complete or absent, never half written
+        except Exception:  # noqa: BLE001 - an optimisation: the full model still works
+            pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def _query_vector(self, query: str, kind: str, meta: dict):
-        if self._embedder is None and self._query_encoder is None:
+        wanted = self.config.model in ("auto", meta.get("model"))
+        if self._embedder is None and self._query_encoder is None and wanted:
             from . import embed
 
-            loader = getattr(embed, "load_query_encoder", None)
-            qdir = self.data_dir / "query-encoder"
-            if loader is not None and qdir.is_dir():
-                enc = loader(qdir)
-                if enc is not None and getattr(enc, "model_id", meta.get("model")) == meta.get(
-                    "model"
-                ):
-                    self._query_encoder = enc
+            qdir = self.data_dir / QUERY_ENCODER_DIR
+            enc = embed.load_query_encoder(qdir) if qdir.is_dir() else None
+            if enc is not None and (enc.model_id, enc.dim) == (meta.get("model"), meta.get("dim")):
+                self._query_encoder = enc
         if self._query_encoder is not None:
             return self._query_encoder.embed_query(query, kind)
         emb = self.embedder

@@ -178,8 +178,8 @@ def _prefix_overlap(a: str, b: str) -> bool:
 class Weights:
     """Knobs of the ranking stack (defaults chosen by measurement, see README)."""
 
-    rrf_k: int = 60
-    dense: float = 1.0
+    rrf_k: int = 10
+    dense: float = 0.7
     lexical: float = 1.0
     symbol_query_dense: float = 0.4  # a bare identifier leans on exact matching
     definition: float = 3.0  # × best score, for chunks defining a queried symbol
