@@ -219,6 +219,8 @@ def cmd_index(args) -> int:
     finally:
         if progress:
             progress.close()
+    for note in stats.notes:
+        _err(note)
     if args.verbose:
         for s in stats.skipped:
             print(f"skipped {s.path}: {s.reason}", file=sys.stderr)

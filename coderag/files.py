@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -200,98 +201,202 @@ def walk(root: Path, config: Config) -> tuple[list[FileEntry], list[Skip]]:
         for entry in entries:
             name = entry.name
             rel = f"{rel_dir}/{name}" if rel_dir else name
+            bad_name = _bad_name(name)
+            if bad_name:
+                skipped.append(Skip(_printable(rel), bad_name))
+                continue
             try:
-                if "\udcff" in rel or _not_utf8(name):
-                    skipped.append(Skip(_printable(rel), "file name is not valid UTF-8"))
-                    continue
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue  # vanished between listing and stat: nothing to index
             mode = st.st_mode
             if stat.S_ISLNK(mode):
-                continue  # never followed: no loops, nothing outside the root
+                # never followed: no loops, nothing outside the root (a link to a file
+                # inside is indexed under the file's own path)
+                if not (rules.ignored(rel, False) or rules.ignored(rel, True)):
+                    skipped.append(Skip(rel, "symbolic link (not followed)"))
+                continue
             if stat.S_ISDIR(mode):
                 if name in ALWAYS_SKIP_DIRS or rules.ignored(rel, True):
                     continue
-                if (root / rel / "pyvenv.cfg").exists():
+                if os.path.exists(root / rel / "pyvenv.cfg"):  # False, not EACCES, if closed
                     continue  # a virtualenv under any name
                 stack.append(rel)
             elif stat.S_ISREG(mode):
                 if rules.ignored(rel, False):
                     continue
-                ext = name.rsplit(".", 1)[-1] if "." in name else ""
-                if ext in BINARY_EXTENSIONS or ext.lower() in BINARY_EXTENSIONS:
+                if _binary_extension(name):
                     continue
                 if st.st_size > config.max_file_bytes:
                     skipped.append(Skip(rel, f"larger than {config.max_file_bytes:,} bytes"))
                     continue
                 found.append(FileEntry(rel, st.st_size, st.st_mtime_ns))
+            elif not rules.ignored(rel, False):
+                # a FIFO would block the reader forever; sockets and devices are not source
+                skipped.append(Skip(rel, f"not a regular file ({_kind(mode)})"))
     found.sort(key=lambda f: f.path)
     return found, skipped
 
 
-def _not_utf8(name: str) -> bool:
+def _bad_name(name: str) -> str | None:
+    """Why a file name cannot be indexed, or None. Names that are not UTF-8 cannot be
+    stored as text; control characters (a newline in a name) cannot be quoted in a filter."""
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        return True
-    return False
+        return "file name is not valid UTF-8"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "file name has control characters"
+    return None
+
+
+def _binary_extension(name: str) -> bool:
+    ext = name.rsplit(".", 1)[-1] if "." in name else ""
+    return ext in BINARY_EXTENSIONS or ext.lower() in BINARY_EXTENSIONS
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
 
 
 def _printable(rel: str) -> str:
-    return rel.encode("utf-8", "backslashreplace").decode("utf-8")
+    """A name for messages: undecodable bytes as ``\\xNN``, control characters escaped."""
+    raw = os.fsencode(rel)
+    out = raw.decode("utf-8", "backslashreplace")
+    return "".join(c if 32 <= ord(c) != 127 else c.encode("unicode_escape").decode() for c in out)
 
 
 def stat_entry(root: Path, rel: str) -> FileEntry | None:
-    """Stat one path (for explicit file lists); None if it is gone or not a regular file."""
+    """Stat one path (for explicit file lists); None if it is gone, not a regular file, or
+    has a name that cannot be indexed."""
+    e = check_path(root, rel, None)
+    return e if isinstance(e, FileEntry) else None
+
+
+def check_path(root: Path, rel: str, max_bytes: int | None) -> FileEntry | Skip | None:
+    """One explicitly named path (a watcher event, ``coderag index FILE``): a FileEntry to
+    index, a Skip to report (it exists but cannot be indexed), or None when it is gone or
+    is a folder (nothing to report; a row under that path is to be removed)."""
+    bad = _bad_name(rel)
+    if bad:
+        return Skip(_printable(rel), bad)
     try:
         st = os.lstat(root / rel)
     except OSError:
         return None
-    if not stat.S_ISREG(st.st_mode):
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
         return None
+    if stat.S_ISLNK(mode):
+        return Skip(rel, "symbolic link (not followed)")
+    if not stat.S_ISREG(mode):
+        return Skip(rel, f"not a regular file ({_kind(mode)})")
+    if max_bytes is not None and st.st_size > max_bytes:
+        return Skip(rel, f"larger than {max_bytes:,} bytes")
     return FileEntry(rel, st.st_size, st.st_mtime_ns)
 
 
 def read_bytes(root: Path, rel: str, max_bytes: int) -> bytes | Skip:
+    """The bytes of one file, or a Skip. Safe against the file changing under us: a path
+    that became a link is not followed (``O_NOFOLLOW``), and one that became a FIFO does not
+    block the open (``O_NONBLOCK``) and is refused after an ``fstat``."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        with open(root / rel, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+        fd = os.open(root / rel, flags)
     except FileNotFoundError:
         return Skip(rel, "vanished before it could be read")
-    except IsADirectoryError:
-        return Skip(rel, "is a folder")
+    except OSError as e:
+        if os.path.islink(root / rel):
+            return Skip(rel, "symbolic link (not followed)")
+        return Skip(rel, f"unreadable ({e.strerror or e})")
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return Skip(rel, "is a folder")
+        if not stat.S_ISREG(mode):
+            return Skip(rel, f"not a regular file ({_kind(mode)})")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(max_bytes + 1)
     except OSError as e:
         return Skip(rel, f"unreadable ({e.strerror or e})")
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         return Skip(rel, f"larger than {max_bytes:,} bytes")
     return data
 
 
+#: byte order marks, longest first (a UTF-32 LE mark starts like a UTF-16 LE one)
+_BOMS = (
+    (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32"),
+    (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"),
+    (b"\xef\xbb\xbf", "utf-8-sig", "UTF-8"),
+    (b"\xff\xfe", "utf-16-le", "UTF-16"),
+    (b"\xfe\xff", "utf-16-be", "UTF-16"),
+)
+#: C0 and C1 control characters other than the whitespace ones (tab, LF, VT, FF, CR) and ESC
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f]")
+_NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
+
+
 def decode(rel: str, data: bytes) -> Text | Skip:
-    """Bytes → text with ``\\n`` endings, or a Skip for binary and minified content."""
+    """Bytes → text with ``\\n`` endings, or a Skip for binary and minified content.
+
+    UTF-8 (BOM stripped); UTF-16 and UTF-32 with a BOM; UTF-8 with a few invalid bytes keeps
+    its text (the bad bytes become U+FFFD); otherwise a legacy 8-bit file is read as
+    Windows-1252, or Latin-1 where that fails. NUL bytes or a high share of control
+    characters mean binary.
+    """
     digest = content_digest(data)
     encoding = "utf-8"
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-        encoding = "utf-8-sig"
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError:
-            return Skip(rel, "invalid UTF-16")
-        return _finish(rel, text, digest, "utf-16")
+    for bom, codec, label in _BOMS:
+        if data.startswith(bom):
+            if codec == "utf-8-sig":
+                data = data[len(bom) :]
+                encoding = codec
+                break
+            try:
+                text = data[len(bom) :].decode(codec)
+            except UnicodeDecodeError:
+                return Skip(rel, f"invalid {label}")
+            if "\x00" in text or _mostly_control(text):
+                return Skip(rel, "binary (NUL bytes)")
+            return _finish(rel, text, digest, codec)
     if b"\x00" in data[:SNIFF_BYTES]:
         return Skip(rel, "binary (NUL bytes)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        # Legacy 8-bit source (Latin-1 and friends) is still source: keep it, say so.
-        text = data.decode("latin-1")
-        encoding = "latin-1"
+        text, encoding = _legacy(data)
     if "\x00" in text:
         return Skip(rel, "binary (NUL bytes)")
+    if _mostly_control(text):
+        return Skip(rel, "binary (control characters)")
     return _finish(rel, text, digest, encoding)
+
+
+def _legacy(data: bytes) -> tuple[str, str]:
+    """Text of bytes that are not valid UTF-8, and the encoding that was used."""
+    loose = data.decode("utf-8", "replace")
+    replaced = loose.count("\ufffd") - data.count(b"\xef\xbf\xbd")
+    if len(_NON_ASCII.findall(loose)) > replaced:
+        # mostly UTF-8 with a few stray bytes: keep the valid text
+        return loose, "utf-8 (invalid bytes replaced)"
+    try:
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
+def _mostly_control(text: str) -> bool:
+    head = text[:SNIFF_BYTES]
+    return len(head) >= 32 and len(_CONTROL.findall(head)) > 0.1 * len(head)
 
 
 def _finish(rel: str, text: str, digest: str, encoding: str) -> Text | Skip:
@@ -327,12 +432,24 @@ def git_head(root: Path) -> str | None:
 
 
 def iter_paths(root: Path, paths: list[str]) -> Iterator[str]:
-    """Normalise user-given paths to POSIX paths relative to ``root``; skip ones outside it."""
+    """Normalise user-given paths to POSIX paths relative to ``root``; skip ones outside it.
+
+    The folders on the way are resolved (``root`` is), the last component is not: a link
+    stays a link (it is reported, never followed), and a link loop cannot raise."""
     for p in paths:
-        ap = Path(p)
-        ap = (ap if ap.is_absolute() else Path.cwd() / ap).resolve()
+        ap = Path(os.fsdecode(p))
+        if not ap.is_absolute():
+            ap = Path.cwd() / ap
         try:
-            rel = ap.relative_to(root)
+            if ap.name in ("", ".", ".."):
+                full = ap.resolve()
+            else:
+                full = ap.parent.resolve() / ap.name
+        except (OSError, RuntimeError):  # a loop among the folders on the way
+            continue
+        try:
+            rel = full.relative_to(root)
         except ValueError:
             continue
-        yield rel.as_posix()
+        if rel.parts:
+            yield rel.as_posix()

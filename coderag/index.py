@@ -35,12 +35,12 @@ from .files import (
     IgnoreRules,
     Skip,
     Text,
+    check_path,
     decode,
     find_root,
     git_head,
     iter_paths,
     read_bytes,
-    stat_entry,
     walk,
 )
 
@@ -71,6 +71,8 @@ class RefreshStats:
     chunks_pending: int = 0
     seconds: float = 0.0
     skipped: list[Skip] = field(default_factory=list)
+    #: things the user should hear about (the CLI prints them on stderr)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {
@@ -121,8 +123,14 @@ class WriterLock:
         self.fd: int | None = None
 
     def acquire(self) -> WriterLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        folder = self.path.parent
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise IndexCorrupt(f"{folder} is not a folder; run `coderag index --rebuild`")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise CoderagError(f"cannot create {self.path} ({e.strerror or e})") from None
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -157,6 +165,16 @@ class WriterLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, link or folder tree, whatever is there (readable or not)."""
+    import shutil
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def _read_pid(path: Path) -> int | None:
@@ -278,11 +296,24 @@ class Index:
         t0 = time.perf_counter()
         say = progress or (lambda *a, **k: None)
         stats = RefreshStats()
+        if rebuild and (self.data_dir.is_symlink() or self.data_dir.is_file()):
+            self.data_dir.unlink()  # a file where the index folder belongs: --rebuild replaces it
         with WriterLock(self.data_dir, self.config.lock_timeout):
-            store = self._open_store(create=True)
             if rebuild:
-                store.drop_all()
+                self._store = None
+                _remove(self.data_dir / "db")  # whatever is there: damaged, foreign, a file
+            store = self._open_store(create=True)
             meta = store.meta() if store.exists() else {}
+            old = meta.get("schema_version")
+            if isinstance(old, int) and old < SCHEMA_VERSION:
+                stats.notes.append(
+                    f"the index was written by an older coderag (schema {old}, this one writes "
+                    f"{SCHEMA_VERSION}); rebuilding it"
+                )
+                self._store = None
+                _remove(self.data_dir / "db")
+                store = self._open_store(create=True)
+                meta = {}
             loaded: list = []
 
             def model():
@@ -313,8 +344,8 @@ class Index:
                     created_at=_now_iso(),
                 )
             self._phase_store(store, model, (model_id, dim), paths, contents, stats, say)
-            if first_build:
-                store._create_fts()  # one bulk build beats folding in row by row
+            if first_build or not store.fts_ok():
+                store._create_fts()  # one bulk build beats folding in row by row; or a repair
             if not lexical_only and store.count_pending():
                 self._phase_embed(store, model(), stats, say)
             if loaded:
@@ -336,17 +367,22 @@ class Index:
     def _plan(self, store, paths, contents, stats):
         """Which files to (re)chunk and which rows to remove."""
         known = store.file_rows()
+        # chunks whose file row was never written (a run killed between a batch's two commits);
+        # the cheap count check first, the path scan only when the counts disagree
+        stranded: set[str] = set()
+        if store.count_chunks() != sum(int(r["chunks"] or 0) for r in known.values()):
+            stranded = store.chunk_paths() - set(known)
         if paths is None:
             entries, skipped = walk(self.root, self.config)
             stats.skipped.extend(skipped)
             present = {e.path for e in entries}
-            removed = [p for p in known if p not in present]
+            removed = [p for p in known if p not in present] + sorted(stranded - present)
         else:
             rules = IgnoreRules(self.root, self.config)
             entries, removed = [], []
             for rel in dict.fromkeys(iter_paths(self.root, paths)):
                 if rules.excluded(rel):
-                    if rel in known:
+                    if rel in known or rel in stranded:
                         removed.append(rel)
                     continue
                 if contents is not None and rel in contents:
@@ -360,18 +396,14 @@ class Index:
                         continue
                     entries.append(FileEntry(rel, len(data), -1))  # -1: never the stat shortcut
                     continue
-                e = stat_entry(self.root, rel)
-                if e is None:
-                    if rel in known:
-                        removed.append(rel)
-                elif e.size > self.config.max_file_bytes:
-                    stats.skipped.append(
-                        Skip(rel, f"larger than {self.config.max_file_bytes:,} bytes")
-                    )
-                    if rel in known:
-                        removed.append(rel)
-                else:
+                e = check_path(self.root, rel, self.config.max_file_bytes)
+                if isinstance(e, FileEntry):
                     entries.append(e)
+                    continue
+                if e is not None:  # it exists but cannot be indexed: say why
+                    stats.skipped.append(e)
+                if rel in known or rel in stranded:
+                    removed.append(rel)
         todo = []
         for e in entries:
             row = known.get(e.path)
@@ -548,11 +580,13 @@ class Index:
         if not 1 <= k <= MAX_K:
             raise UsageError(f"k must be between 1 and {MAX_K}")
         query = query.replace("\x00", " ")
+        # lone surrogates (a non-UTF-8 argv, a JSON "\ud800") must not reach the tokenizer
+        query = query.encode("utf-8", "replace").decode("utf-8")
         if len(query) > MAX_QUERY_CHARS:
             query = query[:MAX_QUERY_CHARS]
         if not query.strip():
             raise UsageError("empty query")
-        store = self._open_store()
+        store = self._open_store().snapshot()  # every query of this search reads one commit
         meta = store.meta()
         if not meta:
             raise CoderagError(f"the index at {self.data_dir} is empty; run `coderag index`")

@@ -18,8 +18,10 @@ rows, never both, never neither). Callers hold the writer lock (see ``index.Writ
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
@@ -80,6 +82,7 @@ def _check_cpu() -> None:
 
 def _import_lancedb():
     _check_cpu()
+    os.environ.setdefault("LANCE_LOG", "error")  # no Rust WARN lines on the user's stderr
     import lancedb  # noqa: PLC0415  (heavy, imported on first use)
 
     return lancedb
@@ -87,6 +90,10 @@ def _import_lancedb():
 
 def sql_str(value: str) -> str:
     """A SQL string literal for a LanceDB filter; rejects what cannot be quoted safely."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: a non-UTF-8 argv, a JSON "\ud800"
+        raise CoderagError("filter values must be valid UTF-8 text") from None
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise CoderagError("filter values may not contain control characters")
     if len(value) > 4096:
@@ -104,6 +111,10 @@ class Store:
     def __init__(self, root: Path, *, create: bool = False, fresh_reads: bool = False):
         self.root = root
         self.dir = data_dir(root)
+        self.fresh_reads = fresh_reads
+        for p in (self.dir, self.dir / DB_DIR):
+            if p.is_symlink() or (p.exists() and not p.is_dir()):
+                raise IndexCorrupt(f"{p} is not a folder; {REBUILD_HINT}")
         if not self.dir.is_dir():
             if not create:
                 raise IndexMissing(f"no index at {self.dir}; run `coderag index` first")
@@ -126,6 +137,19 @@ class Store:
                 f"cannot open the index at {self.dir} ({e}); {REBUILD_HINT}"
             ) from None
         self._tables: dict[str, object] = {}
+        self._pinned = False
+
+    def snapshot(self) -> Store:
+        """This store with every table pinned at the version it has when first used: all
+        queries of one search read one commit, whatever writers commit meanwhile. (Only a
+        fresh-reads store needs it; the others never move after opening.)"""
+        if not self.fresh_reads:
+            return self
+        snap = object.__new__(Store)
+        snap.__dict__.update(self.__dict__)
+        snap._tables = {}
+        snap._pinned = True
+        return snap
 
     def _table_names(self) -> list[str]:
         res = self.db.list_tables()
@@ -141,10 +165,19 @@ class Store:
                     raise IndexMissing(f"the index at {self.dir} is empty; run `coderag index`")
             try:
                 t = self.db.open_table(name)
+                if self._pinned:
+                    t.checkout(t.version)
+                columns = set(t.schema.names)
             except Exception as e:  # noqa: BLE001
                 raise IndexCorrupt(
-                    f"index table {name!r} is damaged ({e}); {REBUILD_HINT}"
+                    f"index table {name!r} is damaged ({_short(e)}); {REBUILD_HINT}"
                 ) from None
+            missing = EXPECTED_COLUMNS.get(name, set()) - columns
+            if missing:
+                raise IndexCorrupt(
+                    f"index table {name!r} was not written by coderag (no {min(missing)!r} "
+                    f"column); {REBUILD_HINT}"
+                )
             self._tables[name] = t
         return t
 
@@ -207,6 +240,8 @@ class Store:
             return {}
         try:
             rows = self._table("meta").to_arrow().to_pylist()
+        except CoderagError:
+            raise
         except Exception as e:  # noqa: BLE001
             raise IndexCorrupt(f"index metadata unreadable ({e}); {REBUILD_HINT}") from None
         out = {}
@@ -305,6 +340,14 @@ class Store:
         rows.sort(key=lambda r: (-r["priority"], r["id"]))
         return rows[:limit] if limit else rows
 
+    def count_chunks(self) -> int:
+        return self._table("chunks").count_rows()
+
+    def chunk_paths(self) -> set[str]:
+        """Every path with chunk rows (finds chunks whose file row was never written)."""
+        t = self._table("chunks").search().select(["path"]).limit(None).to_arrow()
+        return set(t.column("path").to_pylist())
+
     def count_pending(self) -> int:
         return self._table("chunks").count_rows("embedded = false")
 
@@ -376,6 +419,15 @@ class Store:
             ),
             replace=True,
         )
+
+    def fts_ok(self) -> bool:
+        """Does the full-text index answer? (False when its files are missing or damaged.)"""
+        try:
+            t = self._table("chunks")
+            t.search("probe", query_type="fts", fts_columns="search_text").limit(1).to_arrow()
+        except Exception:  # noqa: BLE001
+            return False
+        return True
 
     def optimize(self) -> None:
         """Compact fragments and fold new rows into the indices (after a batch of writes)."""
@@ -476,6 +528,45 @@ class Store:
 
     def all_chunk_rows(self, columns: list[str]) -> list[dict]:
         return self._table("chunks").search().select(columns).limit(None).to_arrow().to_pylist()
+
+
+EXPECTED_COLUMNS = {
+    "chunks": set(CHUNK_COLUMNS),
+    "files": {"path", "hash", "size", "mtime_ns", "chunks", "language"},
+    "embeddings": {"key", "vector"},
+    "meta": {"key", "value"},
+}
+
+
+def _short(e: BaseException) -> str:
+    """The first line of a LanceDB error without its Rust source location, at most 200 chars."""
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return re.sub(r",?\s*/\S+\.rs:\d+:\d+", "", line)[:200]
+
+
+def _guarded(fn):
+    """Any failure below a public Store method that is not already a CoderagError (LanceDB
+    reading random bytes, a missing data file, a foreign table) becomes one IndexCorrupt
+    with the rebuild hint: one line for the user, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except CoderagError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise IndexCorrupt(
+                f"the index at {self.dir} is damaged ({_short(e)}); {REBUILD_HINT}"
+            ) from e
+
+    return wrapper
+
+
+for _name, _fn in list(vars(Store).items()):
+    if not _name.startswith("_") and callable(_fn) and _name != "snapshot":
+        setattr(Store, _name, _guarded(_fn))
 
 
 def _batches(items: list, n: int):
