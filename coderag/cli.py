@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="search the index",
         description="Hybrid search (dense vectors + full text, fused) for a natural-language "
         "question or a code snippet.",
-        epilog="examples:\n  coderag search \"where do we retry failed uploads\"\n"
+        epilog='examples:\n  coderag search "where do we retry failed uploads"\n'
         "  coderag search parse_config --mode lexical\n"
         "  coderag search \"open a database connection\" --lang python --path 'src/**' --json\n"
         "  cat snippet.py | coderag search - --code",
@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     pst.add_argument("--json", action="store_true", help="print a JSON object")
 
     for name, modname in FACES.items():
-        fp = sub.add_parser(name, help=FACE_HELP[name], formatter_class=argparse.RawDescriptionHelpFormatter)
+        fp = sub.add_parser(
+            name, help=FACE_HELP[name], formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         fp.set_defaults(_face=modname)
         try:
             importlib.import_module(modname).add_arguments(fp)
@@ -179,7 +181,9 @@ def _index_for(args, **extra):
     from .index import Index
 
     overrides = {
-        k: getattr(args, k, None) for k in ("model", "device", "dtype", "dim") if getattr(args, k, None)
+        k: getattr(args, k, None)
+        for k in ("model", "device", "dtype", "dim")
+        if getattr(args, k, None)
     }
     return Index(extra.get("root") or getattr(args, "repo", None), **overrides)
 
@@ -295,9 +299,7 @@ class _RichProgress:
             self.files_task = self.progress.add_task("parse + store", total=kw["total"], rate="")
         elif event == "parsed":
             self.chunks += kw["chunks"]
-            self.progress.update(
-                self.files_task, advance=kw["files"], rate=f"{self.chunks} chunks"
-            )
+            self.progress.update(self.files_task, advance=kw["files"], rate=f"{self.chunks} chunks")
         elif event == "embed":
             self.t_embed = time.perf_counter()
             self.embed_task = self.progress.add_task("embed", total=kw["total"], rate="")
@@ -423,4 +425,3 @@ def cmd_status(args) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

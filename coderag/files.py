@@ -184,12 +184,13 @@ def _read_lines(path: Path) -> list[str]:
         return []
 
 
-def walk(root: Path, config: Config) -> tuple[list[FileEntry], list[Skip]]:
-    """Every indexable file under ``root`` (sorted), and the files passed over with reasons."""
+def walk(root: Path, config: Config, under: str = "") -> tuple[list[FileEntry], list[Skip]]:
+    """Every indexable file under ``root`` (or its folder ``under``; sorted), and the files
+    passed over with reasons."""
     rules = IgnoreRules(root, config)
     found: list[FileEntry] = []
     skipped: list[Skip] = []
-    stack = [""]
+    stack = [under.strip("/")]
     while stack:
         rel_dir = stack.pop()
         try:

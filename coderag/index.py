@@ -35,6 +35,7 @@ from .files import (
     IgnoreRules,
     Skip,
     Text,
+    _binary_extension,
     check_path,
     decode,
     find_root,
@@ -216,6 +217,7 @@ class Index:
         self._store = None
         self._query_encoder = None
         self.last_dense_coverage: float | None = None
+        self._writes = 0  # rows written since the last compaction
         self.weights = rank.Weights(
             rrf_k=self.config.rrf_k,
             dense=self.config.dense_weight,
@@ -321,7 +323,9 @@ class Index:
                 if not loaded:
                     emb = self.embedder
                     self._check_meta(meta, emb)
-                    say("model", model=emb.model_id, device=emb.device, dtype=emb.dtype, dim=emb.dim)
+                    say(
+                        "model", model=emb.model_id, device=emb.device, dtype=emb.dtype, dim=emb.dim
+                    )
                     loaded.append(emb)
                 return loaded[0]
 
@@ -351,15 +355,22 @@ class Index:
             if loaded:
                 self._export_query_encoder(loaded[0])
             stats.chunks_pending = store.count_pending()
-            store.set_meta(
-                indexed_at=_now_iso(),
-                commit=git_head(self.root),
-                model=model_id,
-                dim=dim,
-                schema_version=SCHEMA_VERSION,
-            )
-            if stats.files_indexed or stats.files_removed or stats.chunks_embedded:
+            changed = bool(stats.files_indexed or stats.files_removed or stats.chunks_embedded)
+            commit = git_head(self.root)
+            if changed or first_build or meta.get("commit") != commit or rebuild:
+                store.set_meta(
+                    indexed_at=_now_iso(),
+                    commit=commit,
+                    model=model_id,
+                    dim=dim,
+                    schema_version=SCHEMA_VERSION,
+                )
+            # compaction folds small commits together; a watcher's many small batches pay
+            # for it only every so often
+            self._writes += stats.files_indexed + stats.files_removed + stats.chunks_embedded
+            if self._writes >= 64 or (changed and paths is None):
                 store.optimize()
+                self._writes = 0
         stats.seconds = time.perf_counter() - t0
         say("done", stats=stats)
         return stats
@@ -381,7 +392,18 @@ class Index:
             rules = IgnoreRules(self.root, self.config)
             entries, removed = [], []
             for rel in dict.fromkeys(iter_paths(self.root, paths)):
-                if rules.excluded(rel):
+                if rel in ("", ".") or (self.root / rel).is_dir():
+                    # a folder: its files on disk, and whatever the index holds under it
+                    found, skipped = walk(self.root, self.config, under="" if rel == "." else rel)
+                    stats.skipped.extend(skipped)
+                    entries.extend(found)
+                    prefix = "" if rel in ("", ".") else rel.rstrip("/") + "/"
+                    on_disk = {e.path for e in found}
+                    removed.extend(
+                        p for p in (*known, *stranded) if p.startswith(prefix) and p not in on_disk
+                    )
+                    continue
+                if rules.excluded(rel) or _binary_extension(rel.rsplit("/", 1)[-1]):
                     if rel in known or rel in stranded:
                         removed.append(rel)
                     continue

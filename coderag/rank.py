@@ -62,7 +62,7 @@ def query_terms(query: str) -> str:
     terms: list[str] = []
     for w in expand(query):
         lw = w.lower()
-        if lw in _QUERY_STOP or len(lw) < 2 and not lw.isdigit():
+        if lw in _QUERY_STOP or len(lw) < 2:  # single letters and digits match everywhere
             continue
         terms.append(lw)
     seen = dict.fromkeys(terms)

@@ -327,18 +327,32 @@ class Store:
         return out
 
     def pending(self, limit: int) -> list[dict]:
-        """Chunks still without a vector, most useful first."""
+        """Chunks still without a vector, most useful first (``limit`` 0 = all of them)."""
         t = self._table("chunks")
-        rows = (
+        keys = (
             t.search()
             .where("embedded = false")
-            .select(["id", "embed_text", "embed_key", "priority"])
+            .select(["id", "priority"])
             .limit(None)
             .to_arrow()
             .to_pylist()
         )
-        rows.sort(key=lambda r: (-r["priority"], r["id"]))
-        return rows[:limit] if limit else rows
+        keys.sort(key=lambda r: (-r["priority"], r["id"]))
+        if limit:
+            keys = keys[:limit]
+        out: list[dict] = []
+        for part in _batches([k["id"] for k in keys], 500):
+            where = f"id IN ({', '.join(sql_str(i) for i in part)})"
+            out.extend(
+                t.search()
+                .where(where)
+                .select(["id", "embed_text", "embed_key", "priority"])
+                .limit(None)
+                .to_arrow()
+                .to_pylist()
+            )
+        out.sort(key=lambda r: (-r["priority"], r["id"]))
+        return out
 
     def count_chunks(self) -> int:
         return self._table("chunks").count_rows()

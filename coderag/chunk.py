@@ -1,0 +1,486 @@
+"""Size policy: structural split-then-merge (cAST), Chunk records and embedding text.
+
+Input: a decoded file (``\\n`` line endings) and a :class:`TokenCounter` whose
+``max_tokens`` is the embedder's input limit. Output: :class:`Chunk` records whose ``text``
+is exactly lines ``start_line..end_line`` of the file and whose ``embed_text`` (a short
+context header + the text) never exceeds ``counter.max_tokens`` tokens.
+
+Policy
+* Every function, method and class gets its own chunk however small. Functions nested in a
+  function stay inside it. A class chunk holds the class header, docstring and fields up to
+  its first member; the member signatures are appended to its embed text; the members are
+  chunks of their own. Namespaces only prefix symbols.
+* A definition over budget is split at child-statement boundaries (the shallowest syntax
+  boundaries first), each part's embed text carrying the enclosing signatures.
+* Lines between definitions (imports, constants, top-level calls) are merged into ``code``
+  chunks up to the budget; a lone closing line (``}``, ``end``) joins the chunk before it.
+* Doc strings / doc comments attached to a definition are also ``doc`` chunks carrying the
+  definition's symbol; standalone comment blocks of 3+ lines are ``doc`` chunks.
+* Markdown / reStructuredText: one ``doc`` chunk per section, symbol = heading path.
+  Plain text and files without a grammar: paragraph-aware line windows.
+* Last resort: a single line over budget is cut by characters (same line numbers).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from bisect import bisect_right
+from dataclasses import dataclass
+from itertools import accumulate
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from . import parse as _parse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    path: str  # POSIX, relative to the repo root
+    language: str  # "python", "markdown", "text", ...
+    kind: str  # "function" | "method" | "class" | "code" | "doc"
+    symbol: str | None  # qualified name; doc chunks carry their symbol or heading path
+    start_line: int  # 1-based, inclusive
+    end_line: int  # 1-based, inclusive
+    text: str  # the original lines start_line..end_line
+    embed_text: str  # short context header + text: what the embedder sees
+
+
+class TokenCounter(Protocol):
+    max_tokens: int
+
+    def count(self, text: str) -> int: ...
+
+
+PROSE_EXTENSIONS = frozenset(
+    {"", ".txt", ".text", ".adoc", ".asciidoc", ".org", ".rdoc", ".pod", ".tex", ".textile"}
+)
+MIN_COMMENT_BLOCK = 3  # standalone comment blocks of at least this many lines are doc chunks
+_CLOSER = re.compile(
+    r"[\s)\]};,.>]*(?:end|fi|done|esac|endif|endfunction)?[\s)\]};,.>]*"
+    r"(?:(?://|#|--|/\*).*)?"
+)  # a line that only closes blocks, possibly with a trailing comment
+_BLANK_DEPTH = 60  # a line after a blank line: an acceptable, not preferred, cut
+
+
+def chunk_file(path: str, text: str, language: str | None, counter: TokenCounter) -> list[Chunk]:
+    """Chunk one file. ``language`` from :func:`coderag.parse.detect_language` (None = text)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not any(ln.strip() for ln in lines):
+        return []
+    c = _Chunker(path, language or "text", lines, counter)
+    sp = _parse.spec(language) if language else None
+    if sp is None:
+        ext = PurePosixPath(path).suffix.lower()
+        c.windows("doc" if (language is None and ext in PROSE_EXTENSIONS) else "code")
+        return c.result()
+    try:
+        parsed = _parse.parse(path, text, language, split_lines=c.split_lines)
+        if parsed is not None:
+            if sp.prose:
+                c.prose(parsed)
+            else:
+                c.code(parsed)
+            return c.result()
+    except Exception as exc:  # noqa: BLE001 - never lose a file to a parser/chunker bug
+        log.warning("coderag: chunking %s failed (%r); chunked by line windows", path, exc)
+        c = _Chunker(path, language, lines, counter)
+    c.windows("doc" if sp.prose else "code")
+    return c.result()
+
+
+class _Chunker:
+    def __init__(self, path: str, language: str, lines: list[str], counter: TokenCounter):
+        self.path = path
+        self.language = language
+        self.lines = lines
+        self.n = len(lines)
+        self.counter = counter
+        self.budget = max(8, int(counter.max_tokens))
+        self.base = counter.count("")  # special tokens the counter adds to every text
+        self._tok_cache: dict[str, int] = {}
+        self._seen_chars = 0  # exact counts so far, for the tokens-per-character estimate
+        self._seen_tokens = 0
+        self.split_lines = max(3, self.budget // 32)
+        # [kind, symbol, start, end, header, text, extra embed lines, cut from a long line]
+        self.records: list[list] = []
+        self.boundaries: dict[int, int] = {}
+        self.isblank = [not ln.strip() for ln in lines]
+
+    # ---- token helpers ------------------------------------------------------------------
+
+    @property
+    def ratio(self) -> float:
+        """Tokens per character, from this file's exact counts (0.5 until there are some)."""
+        if self._seen_chars < 400:
+            return 0.5
+        return max(0.02, self._seen_tokens / self._seen_chars)
+
+    def count(self, s: str) -> int:
+        t = self.counter.count(s)
+        self._seen_chars += len(s)
+        self._seen_tokens += t - self.base
+        return t
+
+    def tok(self, s: str) -> int:
+        """Tokens of a short string (headers, signatures), without special tokens; cached."""
+        v = self._tok_cache.get(s)
+        if v is None:
+            v = self._tok_cache[s] = self.count(s) - self.base
+        return v
+
+    def measure(self, s: str) -> tuple[bool, int]:
+        """(fits the budget, tokens) for an embed text, counting only when it matters.
+
+        Accepts without counting when an upper bound fits (a token covers at least one
+        byte, plus a word-boundary marker at most), rejects without counting when the
+        estimate is well over the budget (a split then verifies every part exactly);
+        otherwise counts.
+        """
+        n = len(s)
+        budget = self.budget - self.base
+        if n <= budget:  # cheap cases of the upper bound first
+            nb = n if s.isascii() else len(s.encode("utf-8"))
+            if 2 * nb <= budget:
+                return True, 2 * nb + self.base
+            ub = nb + len(s.split())
+            if ub <= budget:
+                return True, ub + self.base
+        est = int(n * self.ratio) + self.base
+        if est > 1.5 * self.budget:
+            return False, est
+        t = self.count(s)
+        return t <= self.budget, t
+
+    def blank(self, i: int) -> bool:
+        return self.isblank[i - 1]
+
+    def span_text(self, s: int, e: int) -> str:
+        return "\n".join(self.lines[s - 1 : e])
+
+    def make_header(self, symbol: str | None, context: list[str]) -> str:
+        """Context header: ``path (language) symbol`` + enclosing signatures.
+
+        Capped at about a third of the budget by estimate (outermost signatures go first):
+        the embed text as a whole is checked exactly, so no count is needed here.
+        """
+        head = f"{self.path} ({self.language})"
+        if symbol:
+            head = f"{head} {symbol}"
+        cap = max(4, self.budget // 3) / self.ratio  # in characters
+        ctx = [c for c in context if c]
+        while True:
+            h = "\n".join([head, *ctx])
+            if len(h) <= cap:
+                break
+            if not ctx:
+                h = head[: max(8, int(cap))]
+                break
+            ctx.pop(0)
+        if not self.measure(h)[0]:  # the estimate was far off: keep room for the text
+            h = h[: max(8, int(self.budget * 0.3))]
+        return h
+
+    def embed(self, header: str, text: str) -> str:
+        return f"{header}\n{text}" if header else text
+
+    def fits(self, header: str, text: str) -> bool:
+        return self.measure(self.embed(header, text))[0]
+
+    # ---- emitting -----------------------------------------------------------------------
+
+    def add(self, kind, symbol, s, e, header, text, extra=None, cut=False):
+        self.records.append([kind, symbol, s, e, header, text, extra, cut])
+
+    def trim(self, s: int, e: int) -> tuple[int, int]:
+        blank = self.isblank
+        while s <= e and blank[s - 1]:
+            s += 1
+        while e >= s and blank[e - 1]:
+            e -= 1
+        return s, e
+
+    def emit(
+        self,
+        kind: str,
+        symbol: str | None,
+        s: int,
+        e: int,
+        context: list[str],
+        split_context: list[str] | None = None,
+    ):
+        """Emit lines s..e (trimmed) as one chunk, or split them to fit the budget.
+
+        ``split_context``: the enclosing signatures the parts of a split carry (a split
+        function's parts also carry its own signature).
+        """
+        s, e = self.trim(s, e)
+        if s > e:
+            return
+        header = self.make_header(symbol, context)
+        text = self.span_text(s, e)
+        if self.measure(self.embed(header, text))[0]:
+            self.add(kind, symbol, s, e, header, text)
+            return
+        if split_context is not None:
+            header = self.make_header(symbol, split_context)
+        for ps, pe, ptext in self.pack(s, e, header):
+            if ptext is None:
+                self.add(kind, symbol, ps, pe, header, self.span_text(ps, pe))
+            else:  # a piece of an overlong line
+                self.add(kind, symbol, ps, pe, header, ptext, cut=True)
+
+    def pack(self, lo: int, hi: int, header: str):
+        """Split lines lo..hi into parts whose embed text fits, cutting at boundaries.
+
+        Part sizes come from a tokens-per-character estimate (no count per line); every
+        part is verified with a real count and, when the estimate was optimistic, shrunk
+        in proportion to the overshoot.
+        """
+        lines = self.lines
+        blank = self.isblank
+        pref = list(accumulate(len(lines[i]) + 1 for i in range(lo - 1, hi)))
+        if self._seen_chars < 400:  # no exact count yet in this file: sample the region
+            self.count("\n".join(lines[lo - 1 : hi])[:2000])
+        ratio = self.ratio
+        hdr = int(len(header) * ratio) + 1
+        avail = max(1, self.budget - self.base - hdr)
+        bounds = self.boundaries
+        if isinstance(bounds, _parse.Boundaries):
+            bounds = bounds.mapping()
+        out = []
+        s = lo
+        while s <= hi:
+            while s <= hi and blank[s - 1]:
+                s += 1
+            if s > hi:
+                break
+            before = pref[s - lo - 1] if s > lo else 0
+            e = lo + bisect_right(pref, before + avail * 0.92 / ratio, s - lo) - 1
+            if e < s:
+                if not self.fits(header, lines[s - 1]):
+                    out.extend(self.cut_line(s, header))
+                    s += 1
+                    continue
+                e = s
+            while True:
+                cut = hi + 1 if e >= hi else self.best_cut(s, e, bounds)
+                ps, pe = self.trim(s, cut - 1)
+                ok, t = self.measure(self.embed(header, self.span_text(ps, pe)))
+                if ok or pe <= ps:
+                    break
+                # the estimate was optimistic: learn the local ratio, shrink, choose again
+                chars = pref[pe - lo] - (pref[ps - lo - 1] if ps > lo else 0)
+                ratio = max(ratio, (t - self.base - hdr) / max(1, chars))
+                e = lo + bisect_right(pref, before + avail * 0.92 / ratio, s - lo) - 1
+                e = max(s, min(e, pe - 1))
+            if not ok and ps == pe:
+                out.extend(self.cut_line(ps, header))
+            elif ps <= pe:
+                out.append((ps, pe, None))
+            s = cut
+        return out
+
+    def best_cut(self, s: int, e: int, bounds: dict[int, int]) -> int:
+        """Start line of the next part, in (s, e+1]: shallowest boundary, late rather than early."""
+        lo = s + 1 + (e - s) // 4
+        best = None
+        best_d = 1 << 30
+        get = bounds.get
+        for c in range(e + 1, lo - 1, -1):
+            d = get(c)
+            if d is None:
+                if c > 1 and self.blank(c - 1) and not self.blank(c):
+                    d = _BLANK_DEPTH
+                else:
+                    continue
+            if d < best_d:
+                best_d = d
+                best = c
+        return best if best is not None else e + 1
+
+    def cut_line(self, i: int, header: str):
+        """A line over budget on its own: consecutive character slices that fit."""
+        line = self.lines[i - 1]
+        avail = max(1, self.budget - self.base - int(len(header) * self.ratio) - 1)
+        step = max(1, int(avail / self.ratio * 0.9))
+        pos = 0
+        out = []
+        while pos < len(line):
+            size = step
+            while True:
+                piece = line[pos : pos + size]
+                ok, t = self.measure(self.embed(header, piece))
+                if ok or size <= 1:
+                    break
+                size = max(1, min(int(size * 0.7), int(size * self.budget / max(1, t) * 0.95)))
+            if piece.strip():
+                out.append((i, i, piece))
+            pos += size
+        return out
+
+    # ---- whole-file strategies ----------------------------------------------------------
+
+    def windows(self, kind: str):
+        """Paragraph-aware line windows (plain text, no grammar, parse timed out)."""
+        self.windows_bounds()
+        self.emit(kind, None, 1, self.n, [])
+
+    def prose(self, parsed: _parse.ParsedFile):
+        self.windows_bounds()
+        secs = parsed.sections
+        if not secs:
+            self.emit("doc", None, 1, self.n, [])
+            return
+        if secs[0].start_line > 1:
+            self.emit("doc", None, 1, secs[0].start_line - 1, [])
+        path: list[tuple[int, str]] = []
+        pending = None  # start line of a heading-only section merged forward
+        for k, sec in enumerate(secs):
+            while path and path[-1][0] >= sec.level:
+                path.pop()
+            path.append((sec.level, sec.title))
+            end = secs[k + 1].start_line - 1 if k + 1 < len(secs) else self.n
+            start = pending if pending is not None else sec.start_line
+            body_s, _ = self.trim(sec.heading_end + 1, end)
+            if body_s > end and k + 1 < len(secs):
+                pending = start
+                continue
+            pending = None
+            self.emit("doc", " > ".join(t for _, t in path), start, end, [])
+
+    def windows_bounds(self):
+        bounds = self.boundaries
+        for i in range(2, self.n + 1):
+            if self.blank(i - 1) and not self.blank(i):
+                bounds[i] = 1
+
+    def code(self, parsed: _parse.ParsedFile):
+        self.boundaries = parsed.boundaries
+        module = parsed.module
+        docs = sorted(parsed.docs)
+        # scope jobs: (owner, lo, hi, members, context signatures)
+        jobs = [(None, 1, self.n, _owned(parsed.definitions), [])]
+        while jobs:
+            owner, lo, hi, members, ctx = jobs.pop()
+            scope_symbol = owner.symbol if owner is not None else module
+            cursor = lo
+            for m in members:
+                ms = max(m.start_line, cursor)
+                me = min(m.end_line, hi)
+                if me < ms:
+                    continue
+                if ms > cursor:
+                    self.gap(cursor, ms - 1, scope_symbol, ctx, docs)
+                if m.doc is not None:
+                    self.emit("doc", m.symbol, m.doc[0], m.doc[1], ctx)
+                if m.kind == "class":
+                    inner = _owned(m.children)
+                    first = None
+                    for ch in inner:
+                        if ch.start_line > ms and ch.end_line <= me:
+                            first = ch.start_line
+                            break
+                    if first is None:
+                        self.emit_class(m, ms, me, ctx, [])
+                    else:
+                        self.emit_class(m, ms, first - 1, ctx, inner)
+                        jobs.append((m, first, me, inner, [*ctx, m.header]))
+                else:
+                    self.emit(m.kind, m.symbol, ms, me, ctx, [*ctx, m.header])
+                cursor = me + 1
+            if cursor <= hi:
+                self.gap(cursor, hi, scope_symbol, ctx, docs)
+
+    def emit_class(self, m, s, e, ctx, inner):
+        n0 = len(self.records)
+        self.emit("class", m.symbol, s, e, ctx)
+        if not inner or len(self.records) - n0 != 1:
+            return
+        rec = self.records[n0]
+        text = rec[5]
+        used = self.measure(self.embed(rec[4], text))[1]
+        sigs = []
+        for ch in inner:
+            sig = ch.header.split("\n", 1)[0].strip()
+            if not sig:
+                continue
+            t = len(sig) + len(sig.split()) + 1  # upper bound; verified below
+            if used + t > self.budget:
+                break
+            used += t
+            sigs.append(sig)
+        if sigs:
+            extra = "\n".join(sigs)
+            if self.measure(self.embed(rec[4], text) + "\n" + extra)[0]:
+                rec[6] = extra
+
+    def gap(self, lo, hi, symbol, ctx, docs):
+        """Lines between definitions: merged ``code`` (+ ``doc`` for standalone doc blocks)."""
+        lo, hi = self.trim(lo, hi)
+        if lo > hi:
+            return
+        covered = set()
+        for ds, de, is_doc in docs:
+            if de < lo:
+                continue
+            if ds > hi:
+                break
+            if de > hi or (not is_doc and de - ds + 1 < MIN_COMMENT_BLOCK):
+                continue
+            self.emit("doc", symbol, ds, de, ctx)
+            covered.update(range(ds, de + 1))
+        if any(i not in covered and not self.blank(i) for i in range(lo, hi + 1)):
+            self.code_gap(lo, hi, symbol, ctx)
+
+    def code_gap(self, lo, hi, symbol, ctx):
+        lo, hi = self.trim(lo, hi)
+        if lo > hi:
+            return
+        if self.records and all(
+            _CLOSER.fullmatch(self.lines[i - 1]) for i in range(lo, hi + 1) if not self.blank(i)
+        ):
+            prev = self.records[-1]
+            if not prev[7] and prev[6] is None and prev[3] < lo:
+                between = range(prev[3] + 1, lo)
+                if all(self.blank(i) for i in between):
+                    text = self.span_text(prev[2], hi)
+                    if self.fits(prev[4], text):
+                        prev[3] = hi
+                        prev[5] = text
+                        return
+        self.emit("code", symbol, lo, hi, ctx)
+
+    def result(self) -> list[Chunk]:
+        out = []
+        seen = set()
+        path, lang = self.path, self.language
+        for kind, symbol, s, e, header, text, extra, _cut in self.records:
+            key = (kind, symbol, s, e, text)
+            if key in seen:
+                continue
+            seen.add(key)
+            et = self.embed(header, text)
+            if extra:
+                et = f"{et}\n{extra}"
+            out.append(Chunk(path, lang, kind, symbol, s, e, text, et))
+        out.sort(key=lambda c: (c.start_line, -c.end_line))
+        return out
+
+
+def _owned(defs: list[_parse.Definition]) -> list[_parse.Definition]:
+    """Definitions that own chunks at this level: namespaces are transparent."""
+    out = []
+    todo = list(reversed(defs))
+    while todo:
+        d = todo.pop()
+        if d.kind == "namespace":
+            todo.extend(reversed(d.children))
+        else:
+            out.append(d)
+    out.sort(key=lambda d: d.start_line)
+    return out

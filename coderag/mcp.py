@@ -1,0 +1,285 @@
+"""``coderag mcp``: a Model Context Protocol server over stdio for coding assistants.
+
+Built on the official ``mcp`` Python SDK (``MCPServer``, named ``FastMCP`` before mcp 2). It
+serves one repository with three tools:
+
+``search_code``   hybrid search; hits with path, lines, symbol and text
+``index_status``  what the index holds and what the watcher is doing
+``reindex``       bring the index up to date (some paths, or everything) and wait for it
+
+The model is loaded once at start, and a watcher keeps the index fresh while the server runs.
+stdout carries nothing but MCP messages: the model is loaded with stdout pointed at stderr,
+and the SDK diverts file descriptor 1 while it serves; logs go to stderr.
+
+Only the standard library is imported at module level.
+"""
+
+import logging
+import os
+import sys
+from contextlib import contextmanager
+
+from .errors import CoderagError, UsageError
+
+log = logging.getLogger("coderag.mcp")
+
+MAX_K = 200
+REINDEX_TIMEOUT = 600.0
+INSTRUCTIONS = (
+    "coderag searches this repository's code and docs by meaning and by identifiers. Call "
+    "search_code with a natural-language question ('where do we retry failed uploads') or a "
+    "code snippet; each hit names a file and an exact line span. The index follows file edits "
+    "by itself; call reindex only after changes made outside this machine's file system view."
+)
+
+EPILOG = """examples:
+  coderag mcp                     serve the repository around the current folder
+  coderag mcp ~/src/project
+
+Register it in an MCP client (Claude Desktop, Cursor, VS Code, ...):
+  {"mcpServers": {"coderag": {"command": "coderag", "args": ["mcp", "/path/to/repo"]}}}
+"""
+
+
+def add_arguments(p) -> None:
+    p.description = (
+        "Serve a repository to coding assistants over the Model Context Protocol (stdio), "
+        "with tools search_code, index_status and reindex. The index is kept fresh by a watcher."
+    )
+    p.epilog = EPILOG
+    p.add_argument(
+        "path", nargs="?", help="the repository (default: the git root around the current folder)"
+    )
+    p.add_argument("--no-watch", action="store_true", help="do not watch the files for changes")
+    p.add_argument("--model", help="embedding model (default: the one the index was built with)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--dtype", help="float32, bfloat16, float16 (default: by device)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for the model (default 1: steady latency on a busy machine)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log every tool call to stderr")
+
+
+def run(args) -> int:
+    from .index import Index
+
+    if args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before torch is imported
+        os.environ.setdefault(var, str(args.threads))
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="coderag mcp: %(message)s",
+        stream=sys.stderr,
+    )
+    overrides = {k: getattr(args, k, None) for k in ("model", "device", "dtype")}
+    with stdout_to_stderr():
+        index = Index(args.path, **{k: v for k, v in overrides.items() if v})
+        _ = index.embedder  # load the model now, not on the first call
+        keeper = Keeper(index)
+        if not args.no_watch:
+            keeper.start(verbose=args.verbose)
+        server = build_server(index, keeper)
+    print(f"coderag mcp: serving {index.root} over stdio", file=sys.stderr, flush=True)
+    try:
+        server.run("stdio")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        keeper.stop()
+    return 0
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Keeper:
+    """Keeps the index fresh: a watcher started in a thread of its own (its start-up
+    reconcile, the first index of a new repository, must not hold up the handshake). When
+    it cannot run (another ``coderag watch`` has the repository), ``watcher`` is None and
+    ``reindex`` refreshes the index directly."""
+
+    def __init__(self, index):
+        self.index = index
+        self.watcher = None
+        self.error: str | None = None
+        self._thread = None
+
+    def start(self, verbose: bool = False) -> None:
+        import threading
+
+        try:
+            from .watch import Watcher
+        except ImportError as e:  # pragma: no cover - watch.py ships with coderag
+            self.error = f"cannot watch files ({e})"
+            return
+        self.watcher = Watcher(self.index, verbose=verbose, log=_say)
+        self._thread = threading.Thread(target=self._start, name="coderag-watch", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        w = self.watcher
+        try:
+            w.start()
+        except Exception as e:  # noqa: BLE001 - LockHeld above all
+            self.watcher = None
+            self.error = str(e).splitlines()[0] if str(e) else type(e).__name__
+            _say(f"coderag mcp: not watching {self.index.root}: {self.error}")
+            try:
+                self.index._open_store(fresh=True)  # see the other watcher's commits
+            except Exception:  # noqa: BLE001, S110 - no index yet: opened on first use
+                pass
+
+    def state(self) -> dict | None:
+        w = self.watcher
+        if w is None:
+            return None if self.error is None else {"watching": False, "error": self.error}
+        return dict(w.state)
+
+    def refresh(self, paths: list[str] | None, timeout: float) -> dict:
+        """Bring the index up to date (through the watcher when it runs) and wait for it."""
+        w = self.watcher
+        if w is not None:
+            w.submit(paths)
+            w.flush(timeout=timeout)  # TimeoutError when it takes longer
+            # the watcher stores batches for full text first; the caller asked for all of it
+            embedded = self.index.embed_pending(0)
+            return {"watcher": dict(w.state), "chunks_embedded_now": embedded}
+        return self.index.refresh(paths).summary()
+
+    def stop(self) -> None:
+        w, self.watcher = self.watcher, None
+        if w is None:
+            return
+        if self._thread is not None and self._thread.is_alive():
+            w._cancel = True  # roll back the start-up reconcile, as `coderag watch` does
+            self._thread.join(10)
+        w.stop()
+
+
+@contextmanager
+def stdout_to_stderr():
+    """Point file descriptor 1 (and sys.stdout) at stderr for a while: whatever a library
+    prints while the model loads must not reach the MCP client as a broken message."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    saved_py = sys.stdout
+    try:
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout = saved_py
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _sdk():
+    """The SDK's high-level server class and its tool error (mcp 2: MCPServer; 1: FastMCP)."""
+    try:
+        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver.exceptions import ToolError
+    except ImportError:  # mcp 1.x
+        from mcp.server.fastmcp import FastMCP as MCPServer
+        from mcp.server.fastmcp.exceptions import ToolError
+    return MCPServer, ToolError
+
+
+def build_server(index, keeper=None):
+    """The MCP server for one :class:`~coderag.index.Index` (and its watcher, if any)."""
+    from typing import Any, Literal
+
+    from typing_extensions import TypedDict
+
+    MCPServer, ToolError = _sdk()
+
+    class SearchHit(TypedDict):
+        path: str
+        start_line: int
+        end_line: int
+        symbol: str | None
+        kind: str
+        language: str
+        score: float
+        text: str
+
+    server = MCPServer("coderag", instructions=INSTRUCTIONS, log_level="WARNING")
+
+    def fail(e: Exception):
+        text = str(e)
+        return ToolError(text.splitlines()[0] if text else type(e).__name__)
+
+    @server.tool()
+    def search_code(
+        query: str,
+        k: int = 10,
+        mode: Literal["hybrid", "dense", "lexical"] = "hybrid",
+        lang: str | None = None,
+        path: str | None = None,
+        kind: Literal["function", "method", "class", "code", "doc"] | None = None,
+        code: bool | None = None,
+        files: bool = False,
+    ) -> list[SearchHit]:
+        """Search the repository's code and docs; best hits first.
+
+        query: a natural-language question ("where are failed uploads retried") or code.
+        k: how many hits (1-200). mode: hybrid (default), dense (meaning) or lexical (words).
+        lang: only this language ("python", "markdown", ...). path: only paths matching this
+        glob ("src/**", "*.py"). kind: function, method, class, code or doc. code: treat the
+        query as code (default: guessed). files: one hit per file.
+        Each hit: path (relative to the repository root), start_line and end_line (1-based,
+        inclusive), symbol (qualified name or null), kind, language, score, and text (the
+        exact lines).
+        """
+        if not 1 <= k <= MAX_K:
+            raise ToolError(f"k must be between 1 and {MAX_K}")
+        try:
+            hits = index.search(
+                query, k=k, mode=mode, lang=lang, path=path, kind=kind, code=code, files=files
+            )
+        except CoderagError as e:
+            raise fail(e) from None
+        return [h.to_dict() for h in hits]
+
+    @server.tool()
+    def index_status() -> dict[str, Any]:
+        """What the index holds (files, chunks, model, last update, share of chunks with
+        vectors) and what the file watcher is doing (queue length, batches applied)."""
+        try:
+            out = index.status()
+            out["indexed"] = True
+        except CoderagError as e:
+            out = {"root": str(index.root), "indexed": False, "error": str(e)}
+        out["watcher"] = keeper.state() if keeper is not None else None
+        return out
+
+    @server.tool()
+    def reindex(paths: list[str] | None = None) -> dict[str, Any]:
+        """Bring the index up to date and wait until it is: only `paths` (files, relative to
+        the repository root), or everything when left out. Not needed after ordinary edits:
+        a watcher follows them."""
+        absolute = None
+        if paths is not None:
+            absolute = []
+            for p in paths:
+                resolved = (index.root / p).resolve()
+                if resolved != index.root and index.root not in resolved.parents:
+                    raise ToolError(f"path {p!r} is outside the repository")
+                absolute.append(str(resolved))
+        try:
+            if keeper is not None:
+                done = keeper.refresh(absolute, timeout=REINDEX_TIMEOUT)
+            else:
+                done = index.refresh(absolute).summary()
+        except CoderagError as e:
+            raise fail(e) from None
+        except TimeoutError:
+            raise ToolError(f"the index did not catch up within {REINDEX_TIMEOUT:g}s") from None
+        return {"root": str(index.root), "done": True, **done}
+
+    return server
