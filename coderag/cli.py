@@ -119,7 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ps.add_argument("--files", action="store_true", help="rank files instead of chunks")
     ps.add_argument("--json", action="store_true", help="print a JSON array of hits")
-    ps.add_argument("--server", help="ask a running `coderag serve` at this URL")
+    ps.add_argument(
+        "--server",
+        help="ask a running `coderag serve` at this URL (default: the one in "
+        "<repo>/.coderag/server.json, if it runs)",
+    )
+    ps.add_argument(
+        "--no-server",
+        action="store_true",
+        help="search in this process even if a `coderag serve` runs",
+    )
     _model_args(ps)
 
     pst = sub.add_parser(
@@ -339,25 +348,45 @@ def read_query(args) -> tuple[str, bool | None]:
 
 def cmd_search(args) -> int:
     query, code = read_query(args)
-    if args.server:
-        from .server import remote_search
+    url, auto, hits, coverage = args.server, False, None, None
+    if (
+        not url
+        and not args.no_server
+        and args.k <= 200
+        and not any(getattr(args, a, None) for a in ("model", "device", "dtype", "dim"))
+    ):
+        from .server import find_server  # standard library only: cheap
 
-        hits = remote_search(
-            args.server,
-            query,
-            repo=args.repo,
-            k=args.k,
-            mode=args.mode,
-            lang=args.lang,
-            path=args.path,
-            kind=args.kind,
-            code=code,
-            files=args.files,
-        )
-        coverage = None
-    else:
+        url = find_server(args.repo)
+        auto = url is not None
+    if url:
+        from .server import ServerUnavailable, remote_search
+
+        repo = args.repo
+        if auto:
+            from .files import find_root
+
+            repo = str(find_root(args.repo))
+        try:
+            hits = remote_search(
+                url,
+                query,
+                repo=repo,
+                k=args.k,
+                mode=args.mode,
+                lang=args.lang,
+                path=args.path,
+                kind=args.kind,
+                code=code,
+                files=args.files,
+            )
+        except ServerUnavailable:
+            if not auto:
+                raise  # an explicit --server that does not answer is an error
+            hits = None  # server.json outlived its server: search here
+    if hits is None:
         idx = _index_for(args)
-        hits = idx.search(
+        found = idx.search(
             query,
             k=args.k,
             mode=args.mode,
@@ -367,7 +396,7 @@ def cmd_search(args) -> int:
             code=code,
             files=args.files,
         )
-        hits = [h.to_dict() for h in hits]
+        hits = [h.to_dict() for h in found]
         coverage = idx.last_dense_coverage
     if args.json:
         print(json.dumps(hits, ensure_ascii=False))

@@ -49,7 +49,7 @@ Progress = Callable[..., None]
 
 MODES = ("hybrid", "dense", "lexical")
 KINDS = ("function", "method", "class", "code", "doc")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: chunks.name (a symbol's last component)
 FILE_BATCH = 200  # files per commit in phase 1
 EMBED_BATCH = 256  # chunks per commit in phase 2
 MAX_QUERY_CHARS = 20_000

@@ -32,7 +32,7 @@ import numpy as np
 from .config import DATA_DIR
 from .errors import CoderagError, IndexCorrupt, IndexMissing
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_DIR = "db"
 REBUILD_HINT = "run `coderag index --rebuild`"
 
