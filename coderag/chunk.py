@@ -456,20 +456,24 @@ class _Chunker:
         self.emit("code", symbol, lo, hi, ctx)
 
     def result(self) -> list[Chunk]:
-        out = []
-        seen = set()
+        """The records as chunks, each (start, end, text) once, sorted by position.
+
+        A docstring over budget is split into parts both as ``doc`` chunks and inside its
+        split definition; parts that come out identical would be stored and embedded
+        twice. The definition's part wins: its embed text carries the signatures.
+        """
+        out: dict[tuple[int, int, str], Chunk] = {}
         path, lang = self.path, self.language
         for kind, symbol, s, e, header, text, extra, _cut in self.records:
-            key = (kind, symbol, s, e, text)
-            if key in seen:
+            key = (s, e, text)
+            prev = out.get(key)
+            if prev is not None and (kind == "doc" or prev.kind != "doc"):
                 continue
-            seen.add(key)
             et = self.embed(header, text)
             if extra:
                 et = f"{et}\n{extra}"
-            out.append(Chunk(path, lang, kind, symbol, s, e, text, et))
-        out.sort(key=lambda c: (c.start_line, -c.end_line))
-        return out
+            out[key] = Chunk(path, lang, kind, symbol, s, e, text, et)
+        return sorted(out.values(), key=lambda c: (c.start_line, -c.end_line))
 
 
 def _owned(defs: list[_parse.Definition]) -> list[_parse.Definition]:

@@ -586,6 +586,11 @@ def _code(sp: LanguageSpec, path: str, data: bytes, root, matches, split_lines: 
             prefix, sep = module, (sp.package_sep or sp.sep)
         scope_name = name
         symbol_local = name
+        if name_node.type == "member_expression":  # JS/TS `res.redirect = function () {}`
+            symbol_local = scope_name = "".join(name.split())  # named by the left-hand side
+            prop = name_node.child_by_field_name("property")
+            if prop is not None:
+                name = _dec(data, prop.start_byte, prop.end_byte)
         recv = caps.get("receiver")
         if recv:
             r = _dec(data, recv[0].start_byte, recv[0].end_byte).strip()

@@ -36,3 +36,25 @@
     (variable_declarator
       name: (identifier) @name
       value: [(arrow_function) (function_expression) (generator_function)]))) @definition.function
+
+; Assignments to a member: `exports.compile = function (x) {}`, `res.redirect = function
+; redirect(url) {}`, `module.exports = () => {}`. The whole left-hand side is the name
+; (symbol `res.redirect`, name `redirect`); `X.prototype.Y = ...` and `this.Y = ...` are
+; methods. Left-hand sides with calls or subscripts (`require("x").y`, `a[k]`) are not.
+(expression_statement
+  (assignment_expression
+    left: (member_expression) @name
+    right: [(function_expression body: (_) @body) (arrow_function body: (_) @body)
+            (generator_function body: (_) @body)])
+  (#match? @name "^[A-Za-z_$][\\w$.\\s]*$")) @definition.function
+(expression_statement
+  (assignment_expression
+    left: (member_expression
+      object: (member_expression property: (property_identifier) @_proto)) @name
+    right: [(function_expression) (arrow_function) (generator_function)])
+  (#eq? @_proto "prototype")
+  (#match? @name "^[A-Za-z_$][\\w$.\\s]*$")) @definition.method
+(expression_statement
+  (assignment_expression
+    left: (member_expression object: (this)) @name
+    right: [(function_expression) (arrow_function) (generator_function)])) @definition.method

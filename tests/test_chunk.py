@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from coderag import parse
 from coderag.chunk import Chunk, chunk_file
@@ -332,3 +334,84 @@ def test_a_chunker_bug_falls_back_to_line_windows(monkeypatch, caplog):
     chunks = chunk_file("b.py", src, "python", WordCounter())
     assert [(c.kind, c.start_line, c.end_line) for c in chunks] == [("code", 1, 2)]
     assert "simulated bug" in caplog.text
+
+
+def _docstring_method(params: int, blank: bool) -> str:
+    """A ``requests``-style method whose docstring alone is far over a small budget."""
+    sep = "\n\n" if blank else "\n"
+    doc = sep.join(
+        f"        :param p{i}: the parameter number {i}\n            of the request call."
+        for i in range(params)
+    )
+    return (
+        "class Session:\n"
+        "    def request(self, method, url):\n"
+        '        """Constructs a Request, prepares it and sends it.\n\n'
+        f"{doc}\n"
+        "        :rtype: requests.Response\n"
+        '        """\n'
+        "        req = Request(method, url)\n"
+        "        return self.send(req)\n"
+    )
+
+
+def _span_keys(chunks: list[Chunk]) -> list[tuple[int, int, str]]:
+    return [(c.start_line, c.end_line, c.text) for c in chunks]
+
+
+@pytest.mark.parametrize("max_tokens", [44, 56])
+def test_split_docstring_parts_are_not_stored_twice(max_tokens):
+    # At these budgets the docstring's doc parts and the method's parts are cut at the
+    # same blank lines (all of them at 44, the last one, lines 38-41, at 56): each such
+    # part must be one chunk, the method's part, whose embed text has the signature when
+    # the budget leaves room for it
+    src = _docstring_method(12, blank=True)
+    counter = WordCounter(max_tokens)
+    chunks = chunk_file("requests/sessions.py", src, "python", counter)
+    check_invariants(chunks, src, counter)
+    keys = _span_keys(chunks)
+    assert len(keys) == len(set(keys))
+    parts = [c for c in chunks if c.kind == "method"]
+    assert parts[0].start_line == 2 and parts[-1].end_line == src.count("\n")
+    lines = src.split("\n")
+    for a, b in zip(parts, parts[1:], strict=False):  # the parts tile the method
+        assert b.start_line > a.end_line
+        assert not "".join(lines[a.end_line : b.start_line - 1]).strip()
+    doc_end = src.split("\n").index('        """') + 1
+    inside = [p for p in parts if p.start_line > 3 and p.end_line < doc_end]
+    assert len(inside) >= 2  # the docstring itself was split into method parts
+    (last,) = [c for c in chunks if (c.start_line, c.end_line) == (38, 41)]
+    assert last.kind == "method"
+    if max_tokens == 56:
+        assert "def request(self, method, url):" in last.embed_text
+        assert any(c.kind == "doc" for c in chunks)  # parts cut elsewhere stay doc chunks
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    params=st.integers(min_value=1, max_value=14),
+    blank=st.booleans(),
+    max_tokens=st.integers(min_value=24, max_value=300),
+)
+def test_property_no_duplicate_spans_with_long_docstrings(params, blank, max_tokens):
+    src = _docstring_method(params, blank)
+    counter = WordCounter(max_tokens)
+    chunks = chunk_file("requests/sessions.py", src, "python", counter)
+    check_invariants(chunks, src, counter)
+    keys = _span_keys(chunks)
+    assert len(keys) == len(set(keys))
+
+
+_FIXTURES = sorted(p for p in (Path(__file__).parent / "fixtures" / "languages").iterdir())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fixture=st.sampled_from(_FIXTURES), max_tokens=st.integers(min_value=24, max_value=600))
+def test_property_no_duplicate_spans_in_any_file(fixture, max_tokens):
+    text = fixture.read_text(encoding="utf-8")
+    language = parse.detect_language(fixture.name, text[:200])
+    counter = WordCounter(max_tokens)
+    chunks = chunk_file(fixture.name, text, language, counter)
+    check_invariants(chunks, text, counter)
+    keys = _span_keys(chunks)
+    assert len(keys) == len(set(keys)), fixture.name

@@ -73,6 +73,19 @@ EXPECTED: dict[str, tuple[str, str | None, list[tuple[str, str | None, int, int]
         ("doc", 'formatLabel', 38, 41),  # /**
         ("function", 'Greeting', 49, 51),  # export const Greeting = ({ name }) => {
         ("code", None, 53, 59),  # const helpers = {
+        ("function", 'res.redirect', 61, 68),  # /**
+        ("doc", 'res.redirect', 61, 64),  # /**
+        ("function", 'app.use', 70, 74),  # /** Mount a middleware function. */
+        ("doc", 'app.use', 70, 70),  # /** Mount a middleware function. */
+        ("function", 'exports.compile', 76, 78),  # exports.compile = function (source) {
+        ("function", 'exports.escape', 80, 80),  # exports.escape = (s) => s.replace(/</g,
+        ("function", 'proto.handle', 82, 85),  # /** Handle one request. */
+        ("doc", 'proto.handle', 82, 82),  # /** Handle one request. */
+        ("method", 'Button.prototype.toggle', 87, 89),  # Button.prototype.toggle = function
+        ("function", 'handler', 91, 93),  # const handler = function () {
+        ("function", 'load', 95, 97),  # const load = async (url) => {
+        ("code", None, 99, 100),  # handlers["x"] = function () {};
+        ("function", 'module.exports', 102, 104),  # module.exports = function createApp()
     ]),
     "store.ts": ("src/store.ts", 'typescript', [
         ("code", None, 1, 2),  # // In-memory key/value store with typed
@@ -91,6 +104,9 @@ EXPECTED: dict[str, tuple[str, str | None, list[tuple[str, str | None, int, int]
         ("function", 'Util.keyOf', 48, 51),  # export function keyOf(value: unknown): K
         ("function", 'createStore', 53, 55),  # export function createStore<V>(capacity
         ("code", None, 57, 57),  # export default createStore;
+        ("method", 'Store.prototype.clear', 59, 62),  # /** Empty a store in place. */
+        ("doc", 'Store.prototype.clear', 59, 59),  # /** Empty a store in place. */
+        ("function", 'exports.open', 64, 65),  # exports.open = (capacity: number): Store
     ]),
     "Panel.tsx": ("src/Panel.tsx", 'tsx', [
         ("code", None, 1, 1),  # import React, { useState } from "react";
