@@ -1,6 +1,7 @@
 """Progressive indexing on a real corpus: how soon is a repository searchable?
 
-Fetches a pinned PyPI sdist (default SQLAlchemy 2.0.36: ~10k+ chunks), runs
+Fetches a pinned Debian package of sources (default ``librust-tokio-dev=1.24.2-1``: the
+tokio crate, ~12k chunks; ``--spec NAME==VER`` takes a PyPI sdist instead), runs
 ``coderag index`` on it in a subprocess with the default CPU model, and from this process
 measures, on the same wall clock:
 
@@ -60,13 +61,26 @@ def fetch(spec: str, dest: Path) -> Path:
     return next(out.iterdir())
 
 
+def fetch_deb(spec: str, dest: Path) -> Path:
+    """``apt-get download`` a Debian package and unpack it; returns the unpacked folder."""
+    dl = dest / "_deb"
+    dl.mkdir(parents=True, exist_ok=True)
+    if not list(dl.glob("*.deb")):
+        subprocess.run(["apt-get", "download", spec], cwd=dl, check=True, capture_output=True)
+    out = dest / "src"
+    if not out.exists():
+        subprocess.run(["dpkg-deb", "-x", str(next(dl.glob("*.deb"))), str(out)], check=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--spec", default="SQLAlchemy==2.0.36")
-    ap.add_argument("--subdir", default="lib", help="folder of the sdist to index")
-    ap.add_argument("--query", default="Connection")
+    ap.add_argument("--deb", default="librust-tokio-dev=1.24.2-1", help="Debian package=version")
+    ap.add_argument("--spec", default=None, help="a PyPI sdist instead, e.g. requests==2.32.3")
+    ap.add_argument("--subdir", default="usr/share/cargo/registry", help="folder to index")
+    ap.add_argument("--query", default="spawn")
     ap.add_argument(
         "--stop-at", type=float, default=1.0, help="stop once this dense coverage is reached"
     )
@@ -78,7 +92,7 @@ def main() -> int:
     from coderag.store import Store
 
     cache = Path(args.cache)
-    src = fetch(args.spec, cache)
+    src = fetch(args.spec, cache) if args.spec else fetch_deb(args.deb, cache)
     work = cache / "work"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(src / args.subdir if args.subdir else src, work)
@@ -140,7 +154,7 @@ def main() -> int:
     elapsed = time.perf_counter() - t0
     c = Store(work).counts()
     res = {
-        "corpus": args.spec,
+        "corpus": args.spec or args.deb,
         "files": c["files"],
         "chunks": c["chunks"],
         "first_lexical_answer_s": round(first_answer or float("nan"), 2),

@@ -212,10 +212,12 @@ def cmd_index(args) -> int:
     idx = _index_for(args, root=root)
     contents = None
     if args.staged:
-        from .hook import staged_contents
+        from .hook import staged_changes
 
-        contents = staged_contents(idx.root, files or None)
-        files = list(contents)
+        contents, others = staged_changes(
+            idx.root, files or None, max_bytes=idx.config.max_file_bytes
+        )
+        files = [*contents, *others]  # others (deletions, links): from the working tree
         if not files:
             if args.json:
                 print(json.dumps(_empty_summary()))

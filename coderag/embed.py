@@ -335,7 +335,20 @@ class Embedder:
                 self._cache.move_to_end(key)
                 return hit.copy()
         out = np.empty((1, self.dim), dtype=np.float32)
-        self._embed_ids(self.tokenize([prefix + text]), out, None, record=False)
+        ids = self.tokenize([prefix + text])
+        if self.device == "cpu":
+            # one short sequence: a single thread is as fast, and far steadier on a busy
+            # machine (two threads under contention measured 270-1350 ms against ~30 ms)
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                self._embed_ids(ids, out, None, record=False)
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            self._embed_ids(ids, out, None, record=False)
         vec = out[0]
         with self._cache_lock:
             self._cache[key] = vec

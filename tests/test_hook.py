@@ -1,0 +1,487 @@
+"""Git hooks in real git repositories: install/chain/uninstall, staged indexing, branch
+switches, the server fast path, failure handling, and the pre-commit framework."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from coderag import cli, hook
+from coderag.index import Index, WriterLock
+
+from .conftest import run_cli
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------ helpers
+def git_env(**extra) -> dict:
+    """The environment without the caller's GIT_* variables (a test run from inside a git
+    hook must not write to the outer repository) and without user or system git config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME="Test",
+        GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="Test",
+        GIT_COMMITTER_EMAIL="test@example.com",
+    )
+    env.update(extra)
+    return env
+
+
+def git(repo: Path, *args: str, check: bool = True, env: dict | None = None, input=None):
+    p = subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        env=env or git_env(),
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=300,
+    )
+    if check and p.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
+    return p
+
+
+def head(repo: Path, rev: str = "HEAD") -> str:
+    return git(repo, "rev-parse", rev).stdout.strip()
+
+
+def commit_all(repo: Path, message: str, **kw):
+    git(repo, "add", "-A")
+    return git(repo, "commit", "-q", "-m", message, **kw)
+
+
+@pytest.fixture
+def gitrepo(smallrepo: Path, monkeypatch) -> Path:
+    """smallrepo as a git repository with one commit on ``main``; the environment is
+    cleaned so this process's own git calls (in coderag.hook) see only this repository."""
+    for k in [k for k in os.environ if k.startswith("GIT_")]:
+        monkeypatch.delenv(k)
+    for k, v in git_env().items():
+        monkeypatch.setenv(k, v)
+    git(smallrepo, "init", "-q", "-b", "main")
+    commit_all(smallrepo, "initial")
+    return smallrepo
+
+
+def lexical_texts(repo: Path, embedder, query: str) -> list[str]:
+    """Texts of the lexical hits for ``query`` (no model call: lexical mode)."""
+    return [h.text for h in Index(repo, embedder=embedder).search(query, mode="lexical", k=20)]
+
+
+def found(repo: Path, embedder, identifier: str) -> bool:
+    return any(identifier in t for t in lexical_texts(repo, embedder, identifier))
+
+
+def indexed_files(repo: Path) -> set[str]:
+    from coderag.store import Store
+
+    return set(Store(repo).file_rows())
+
+
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+# ------------------------------------------------------------------ install / uninstall
+USER_HOOK = """#!/bin/sh
+echo "$0 $*" >> "$(git rev-parse --git-dir)/user-hook.log"
+exit "$(cat "$(git rev-parse --git-dir)/user-status" 2>/dev/null || echo 0)"
+"""
+
+
+def test_install_chains_existing_hooks_and_uninstall_restores_them(gitrepo: Path):
+    hooks = gitrepo / ".git" / "hooks"
+    for name in ("pre-commit", "post-checkout"):
+        (hooks / name).write_text(USER_HOOK)
+        (hooks / name).chmod(0o755)
+
+    r = run_cli("hook", "install", "--repo", str(gitrepo))
+    assert r.returncode == 0, r.stderr
+    assert "pre-commit.coderag-chained" in r.stdout  # it says where the user's hook went
+    for name in hook.HOOKS:
+        assert hook.is_ours(hooks / name) and os.access(hooks / name, os.X_OK)
+    assert (hooks / "pre-commit.coderag-chained").read_text() == USER_HOOK
+    assert (hooks / "post-checkout.coderag-chained").read_text() == USER_HOOK
+    assert not (hooks / "post-merge.coderag-chained").exists()
+    # installing again updates our scripts and never chains them to themselves
+    hook.install(gitrepo)
+    assert (hooks / "pre-commit.coderag-chained").read_text() == USER_HOOK
+    assert not (hooks / "pre-commit.coderag-chained.coderag-chained").exists()
+
+    log = gitrepo / ".git" / "user-hook.log"
+    append(gitrepo / "README.md", "\nMore words.\n")
+    commit_all(gitrepo, "second")  # the user's hook ran and let the commit through
+    assert log.read_text().count("pre-commit.coderag-chained") == 1
+
+    (gitrepo / ".git" / "user-status").write_text("3")
+    append(gitrepo / "README.md", "\nEven more.\n")
+    before = head(gitrepo)
+    r = commit_all(gitrepo, "refused", check=False)
+    assert r.returncode != 0  # the user's hook said no: no commit
+    assert head(gitrepo) == before
+    assert log.read_text().count("pre-commit.coderag-chained") == 2
+
+    # post-checkout: the user's hook gets git's arguments, and its failure is git's failure
+    r = git(gitrepo, "checkout", "-q", "-b", "other", check=False)
+    assert r.returncode != 0
+    assert f"post-checkout.coderag-chained {before} {before} 1" in log.read_text()
+    (gitrepo / ".git" / "user-status").write_text("0")
+    assert git(gitrepo, "checkout", "-q", "main").returncode == 0
+
+    r = run_cli("hook", "uninstall", "--repo", str(gitrepo))
+    assert r.returncode == 0, r.stderr
+    assert (hooks / "pre-commit").read_text() == USER_HOOK
+    assert os.access(hooks / "pre-commit", os.X_OK)
+    assert (hooks / "post-checkout").read_text() == USER_HOOK
+    for name in ("post-merge", "post-rewrite"):
+        assert not (hooks / name).exists()
+    assert not list(hooks.glob("*.coderag-chained"))
+    assert (
+        "no coderag hooks installed" in run_cli("hook", "uninstall", "--repo", str(gitrepo)).stdout
+    )
+
+
+def test_install_honours_core_hooks_path_and_flags(gitrepo: Path):
+    git(gitrepo, "config", "core.hooksPath", "githooks")
+    assert (
+        cli.main(["hook", "install", "--pre-commit", "--post-merge", "--repo", str(gitrepo)]) == 0
+    )
+    installed = sorted(p.name for p in (gitrepo / "githooks").iterdir())
+    assert installed == ["post-merge", "pre-commit"]
+    assert not (gitrepo / ".git" / "hooks" / "pre-commit").exists()
+
+
+# --------------------------------------------------------------------- staged indexing
+def test_commit_indexes_the_staged_version_not_the_working_tree(
+    gitrepo: Path, make_index, embedder
+):
+    (gitrepo / ".gitignore").write_text("secret/\n")
+    commit_all(gitrepo, "ignore secret/")
+    make_index(gitrepo).refresh()
+    hook.install(gitrepo, ["pre-commit"])
+
+    target = gitrepo / "uploader" / "checksum.py"
+    original = target.read_text()
+    target.write_text(original + "\n\ndef staged_marker_alpha():\n    return 'staged'\n")
+    git(gitrepo, "add", "uploader/checksum.py")
+    target.write_text(original + "\n\ndef unstaged_marker_beta():\n    return 'unstaged'\n")
+    (gitrepo / "secret").mkdir()
+    (gitrepo / "secret" / "keys.py").write_text("def ignored_marker_gamma():\n    return 1\n")
+    git(gitrepo, "add", "-f", "secret/keys.py")  # tracked, but ignored: never indexed
+    git(gitrepo, "rm", "-q", "uploader/cli.py")
+    # a server.json naming a live process but a port nobody listens on (a server that went
+    # away): the hook falls back to indexing inline, staged bytes and all
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    (gitrepo / ".coderag" / "server.json").write_text(
+        json.dumps({"url": f"http://127.0.0.1:{closed_port}", "pid": os.getpid()})
+    )
+
+    assert "uploader/cli.py" in indexed_files(gitrepo)
+    r = git(gitrepo, "commit", "-q", "-m", "partially staged")
+    assert "coderag: pre-commit: 3 changed file(s)" in r.stderr, r.stderr
+    assert "(inline," in r.stderr
+    assert found(gitrepo, embedder, "staged_marker_alpha")
+    assert not found(gitrepo, embedder, "unstaged_marker_beta")
+    assert not found(gitrepo, embedder, "ignored_marker_gamma")
+    assert "uploader/cli.py" not in indexed_files(gitrepo)  # the staged deletion removed it
+    assert "secret/keys.py" not in indexed_files(gitrepo)
+
+
+def test_index_staged_and_index_files_commands(
+    gitrepo: Path, make_index, embedder, monkeypatch, capsys
+):
+    make_index(gitrepo).refresh()
+    monkeypatch.chdir(gitrepo)
+    a = gitrepo / "uploader" / "config.py"
+    b = gitrepo / "uploader" / "client.py"
+    a_text, b_text = a.read_text(), b.read_text()
+
+    a.write_text(a_text + "\n\ndef staged_one_marker():\n    return 1\n")
+    git(gitrepo, "add", "uploader/config.py")
+    a.write_text(a_text + "\n\ndef unstaged_two_marker():\n    return 2\n")
+    assert cli.main(["index", "--staged", "--json", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files_indexed"] == 1
+    assert found(gitrepo, embedder, "staged_one_marker")
+    assert not found(gitrepo, embedder, "unstaged_two_marker")
+
+    # staged again with other bytes of the same length: still the staged version
+    a.write_text(a_text + "\n\ndef staged_six_marker():\n    return 1\n")
+    git(gitrepo, "add", "uploader/config.py")
+    assert cli.main(["index", "--staged", "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["files_indexed"] == 1
+    assert found(gitrepo, embedder, "staged_six_marker")
+
+    # `coderag index FILE`: only that file, from the working tree
+    b.write_text(b_text + "\n\ndef only_this_file_marker():\n    return 3\n")
+    assert cli.main(["index", "--json", "-q", "uploader/client.py"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files_indexed"] == 1 and summary["files_unchanged"] == 0
+    assert found(gitrepo, embedder, "only_this_file_marker")
+    assert not found(gitrepo, embedder, "unstaged_two_marker")  # config.py was not touched
+
+    # keys of staged_contents are repo-relative POSIX paths, whatever the cwd
+    monkeypatch.chdir(gitrepo / "uploader")
+    assert set(hook.staged_contents(gitrepo, ["config.py"])) == {"uploader/config.py"}
+    assert set(hook.staged_contents(gitrepo)) == {"uploader/config.py"}
+
+
+# ------------------------------------------------------------------------ branch switch
+def test_branch_switch_touches_only_changed_files_and_embeds_nothing_on_return(
+    gitrepo: Path, make_index, embedder, capsys
+):
+    main_sha = head(gitrepo)
+    git(gitrepo, "checkout", "-q", "-b", "feature")
+    append(gitrepo / "uploader" / "client.py", "\n\ndef feature_only_upload():\n    return 'f'\n")
+    (gitrepo / "uploader" / "retry.py").write_text(
+        '"""Retry helpers."""\n\n\ndef backoff_delays(n):\n    return [2**i for i in range(n)]\n'
+    )
+    git(gitrepo, "rm", "-q", "docs/design.md")
+    commit_all(gitrepo, "feature")
+    feature_sha = head(gitrepo)
+    git(gitrepo, "checkout", "-q", "main")
+    make_index(gitrepo).refresh()
+
+    git(gitrepo, "checkout", "-q", "feature")
+    res = hook.sync(gitrepo, "post-checkout", [main_sha, feature_sha, "1"], embedder=embedder)
+    s = res["stats"]
+    assert res["via"] == "inline" and res["files"] == 3
+    assert (s["files_indexed"], s["files_removed"], s["files_unchanged"]) == (2, 1, 0)
+    assert s["chunks_embedded"] > 0
+    assert found(gitrepo, embedder, "backoff_delays")
+    assert Index(gitrepo).status()["commit"] == feature_sha
+
+    git(gitrepo, "checkout", "-q", "main")
+    res = hook.sync(gitrepo, "post-checkout", [feature_sha, main_sha, "1"], embedder=embedder)
+    s = res["stats"]
+    assert (s["files_indexed"], s["files_removed"]) == (2, 1)
+    assert s["chunks_embedded"] == 0 and s["chunks_reused"] > 0  # all seen before
+    assert not found(gitrepo, embedder, "backoff_delays")
+
+    # the same rows as a clean index of this checkout
+    from .conftest import rows_of
+
+    clean = gitrepo.parent / "clean"
+    shutil.copytree(gitrepo, clean, ignore=shutil.ignore_patterns(".coderag", ".git"))
+    make_index(clean).refresh(lexical_only=True)
+    assert rows_of(gitrepo) == rows_of(clean)
+
+    assert cli.main(["status", "--repo", str(gitrepo)]) == 0
+    assert main_sha in capsys.readouterr().out
+
+
+def test_what_each_event_touches(gitrepo: Path, monkeypatch):
+    """post-checkout/merge/rewrite: exactly the files that differ (renames on both sides)."""
+    first = head(gitrepo)
+    assert hook.plan(gitrepo, "post-checkout", [first, first, "1"])[0] == []
+    assert hook.plan(gitrepo, "post-checkout", [first, first, "0"])[0] == []
+    everything = hook.plan(gitrepo, "post-checkout", ["0" * 40, first, "1"])[0]
+    assert "uploader/client.py" in everything and len(everything) == 7
+
+    git(gitrepo, "checkout", "-q", "-b", "topic")
+    git(gitrepo, "mv", "uploader/cli.py", "uploader/command.py")
+    append(gitrepo / "README.md", "\nTopic.\n")
+    commit_all(gitrepo, "topic")
+    git(gitrepo, "checkout", "-q", "main")
+    git(gitrepo, "merge", "-q", "--ff-only", "topic")
+    paths, contents, _ = hook.plan(gitrepo, "post-merge", ["0"])
+    assert sorted(paths) == ["README.md", "uploader/cli.py", "uploader/command.py"]
+    assert contents == {}
+
+    before = head(gitrepo)
+    append(gitrepo / "uploader" / "config.py", "\nLIMIT = 3\n")
+    git(gitrepo, "add", "-A")
+    git(gitrepo, "commit", "-q", "--amend", "-m", "topic, amended")
+    stdin = f"{before} {head(gitrepo)}\n"
+    assert hook.plan(gitrepo, "post-rewrite", ["amend"], stdin)[0] == ["uploader/config.py"]
+
+    # pre-commit with FILES (the pre-commit framework): their staged bytes, plus every staged
+    # deletion (the framework never passes deleted files)
+    append(gitrepo / "README.md", "\nStaged line.\n")
+    git(gitrepo, "add", "README.md")
+    staged_readme = (gitrepo / "README.md").read_bytes()
+    append(gitrepo / "README.md", "\nUnstaged line.\n")
+    git(gitrepo, "rm", "-q", "docs/design.md")
+    monkeypatch.chdir(gitrepo)  # file names are relative to the cwd, the root for a hook
+    paths, contents, _ = hook.plan(gitrepo, "pre-commit", ["README.md"])
+    assert paths == ["README.md", "docs/design.md"]
+    assert contents == {"README.md": staged_readme}
+
+    monkeypatch.setenv("CODERAG_HOOK", "0")
+    assert hook.sync(gitrepo, "post-merge", ["0"])["via"] == "skipped"
+    monkeypatch.delenv("CODERAG_HOOK")
+    # without an index a hook does nothing (and loads nothing)
+    res = hook.sync(gitrepo, "post-checkout", ["0" * 40, first, "1"], use_server=False)
+    assert res["via"] == "skipped" and "no index" in res["note"]
+
+
+# ------------------------------------------------------------------- failure handling
+def test_failed_indexing_never_blocks_a_commit_unless_strict(gitrepo: Path, make_index):
+    make_index(gitrepo).refresh()
+    hook.install(gitrepo, ["pre-commit"])
+    env = git_env(CODERAG_LOCK_TIMEOUT="0.2")
+    lock = WriterLock(gitrepo / ".coderag", 1).acquire()  # another writer holds the index
+    try:
+        append(gitrepo / "README.md", "\nFirst.\n")
+        r = commit_all(gitrepo, "lenient", env=env)
+        assert "indexing failed" in r.stderr and "another coderag process" in r.stderr
+        assert git(gitrepo, "log", "-1", "--format=%s").stdout.strip() == "lenient"
+
+        hook.install(gitrepo, ["pre-commit"], strict=True)
+        append(gitrepo / "README.md", "\nSecond.\n")
+        r = commit_all(gitrepo, "strict", env=env, check=False)
+        assert r.returncode != 0 and "indexing failed" in r.stderr
+        assert git(gitrepo, "log", "-1", "--format=%s").stdout.strip() == "lenient"
+    finally:
+        lock.release()
+
+
+def test_a_hook_that_cannot_start_coderag_does_not_block_the_commit(gitrepo: Path, tmp_path):
+    broken = tmp_path / "python"  # an interpreter without coderag, as after an uninstall
+    broken.write_text('#!/bin/sh\necho "No module named coderag" >&2\nexit 1\n')
+    broken.chmod(0o755)
+    hook.install(gitrepo, ["pre-commit"], python=str(broken))
+    append(gitrepo / "README.md", "\nOne.\n")
+    r = commit_all(gitrepo, "goes through")
+    assert "No module named coderag" in r.stderr and "could not run" in r.stderr
+    hook.install(gitrepo, ["pre-commit"], python=str(broken), strict=True)
+    append(gitrepo / "README.md", "\nTwo.\n")
+    assert commit_all(gitrepo, "stopped", check=False).returncode != 0
+    assert git(gitrepo, "log", "-1", "--format=%s").stdout.strip() == "goes through"
+
+
+# ------------------------------------------------------------------------- server path
+# Stand-ins for the heavy libraries: importing any of them leaves a mark and fails, so a hook
+# process that loaded a model (or even opened the store) would be caught.
+SHIM = """import os, pathlib
+pathlib.Path(os.environ["CODERAG_TEST_IMPORT_LOG"]).open("a").write(__name__ + "\\n")
+raise ImportError(__name__ + " must not be imported by a hook talking to a server")
+"""
+
+
+def _start_server(repo: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coderag", "serve", str(repo), "--port", "0", "--no-watch"],
+        env=git_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    info = repo / ".coderag" / "server.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"coderag serve exited: {proc.stderr.read()}")
+        try:
+            data = json.loads(info.read_text())
+            if data.get("pid") == proc.pid:
+                return proc, data["url"]
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("coderag serve did not start")
+
+
+def test_hooks_hand_paths_to_a_running_server_and_load_no_model(
+    gitrepo: Path, make_index, embedder, tmp_path: Path
+):
+    make_index(gitrepo).refresh()
+    hook.install(gitrepo)
+    shim = tmp_path / "shim"
+    for name in ("torch", "transformers", "sentence_transformers", "lancedb"):
+        (shim / name).mkdir(parents=True)
+        (shim / name / "__init__.py").write_text(SHIM)
+    imported = tmp_path / "imported.log"
+    env = git_env(PYTHONPATH=str(shim), CODERAG_TEST_IMPORT_LOG=str(imported))
+
+    proc, _url = _start_server(gitrepo)
+    try:
+        append(
+            gitrepo / "uploader" / "client.py", "\n\ndef served_commit_marker():\n    return 1\n"
+        )
+        r = commit_all(gitrepo, "via server", env=env)  # pre-commit
+        assert "(server," in r.stderr, r.stderr
+        git(gitrepo, "checkout", "-q", "-b", "side", env=env)
+        (gitrepo / "uploader" / "side.py").write_text("def served_branch_marker():\n    return 2\n")
+        commit_all(gitrepo, "side", env=env)
+        git(gitrepo, "checkout", "-q", "main", env=env)  # post-checkout: side.py goes away
+        assert not found(gitrepo, embedder, "served_branch_marker")
+        r = git(gitrepo, "merge", "-q", "--ff-only", "side", env=env)  # post-merge
+        assert "post-merge: 1 changed file(s)" in r.stderr and "(server," in r.stderr
+        assert found(gitrepo, embedder, "served_branch_marker")
+        append(gitrepo / "uploader" / "side.py", "\n\ndef served_amend_marker():\n    return 3\n")
+        git(gitrepo, "add", "-A")
+        r = git(gitrepo, "commit", "-q", "--amend", "-m", "side, amended", env=env)
+        assert "post-rewrite: 1 changed file(s)" in r.stderr, r.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert found(gitrepo, embedder, "served_commit_marker")
+    assert found(gitrepo, embedder, "served_amend_marker")
+    assert not imported.exists(), imported.read_text()
+
+
+# --------------------------------------------------------------- pre-commit framework
+@pytest.mark.slow
+def test_pre_commit_framework_runs_the_hook_from_this_repository(
+    gitrepo: Path, make_index, embedder, tmp_path: Path
+):
+    """``pre-commit try-repo`` builds a virtualenv from this repository (pip installs the
+    project and its dependencies from the configured package indexes) and runs
+    ``coderag-index`` on the given files. It takes minutes: most of it is unpacking torch."""
+    # try-repo clones a git repository; a snapshot of the project as it is on disk
+    # (committed or not) makes the test independent of the checkout's state.
+    snapshot = tmp_path / "project"
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT,
+        env=git_env(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    for rel in filter(None, listed.decode().split("\0")):
+        src = PROJECT / rel
+        if src.is_file():
+            (snapshot / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, snapshot / rel)
+    git(snapshot, "init", "-q", "-b", "main")
+    commit_all(snapshot, "snapshot")
+
+    make_index(gitrepo).refresh()
+    append(gitrepo / "uploader" / "config.py", "\n\ndef framework_marker():\n    return 1\n")
+    git(gitrepo, "add", "uploader/config.py")
+    pre_commit = Path(sys.executable).with_name("pre-commit")
+    env = git_env(
+        PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"),
+        PIP_NO_COMPILE="0",  # pip reads PIP_NO_COMPILE=0 as --no-compile: saves a minute
+        HF_HUB_OFFLINE="1",
+    )
+    r = subprocess.run(
+        [str(pre_commit), "try-repo", str(snapshot), "coderag-index", "--verbose",
+         "--files", "uploader/config.py"],
+        cwd=gitrepo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "coderag index" in r.stdout and "Passed" in r.stdout
+    assert "pre-commit: 1 changed file(s): 1 indexed" in r.stdout
+    assert found(gitrepo, embedder, "framework_marker")
