@@ -14,7 +14,7 @@ QUESTIONS = [
     ("euclidean distance between two points", None, "geometry.rs", "distance"),
     ("keep a value between a minimum and a maximum", "rust", "geometry.rs", "clamp"),
     ("create a new key value store with a given capacity", "typescript", "store.ts", "createStore"),
-    ("construct a server that listens on an address", "go", "server.go", "NewServer"),
+    ("function that creates a new server for an address", "go", "server.go", "NewServer"),
 ]
 
 
