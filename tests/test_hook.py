@@ -439,6 +439,7 @@ def test_hooks_hand_paths_to_a_running_server_and_load_no_model(
 
 # --------------------------------------------------------------- pre-commit framework
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # try-repo pip-installs torch and the stack into a fresh venv
 def test_pre_commit_framework_runs_the_hook_from_this_repository(
     gitrepo: Path, make_index, embedder, tmp_path: Path
 ):
