@@ -7,7 +7,7 @@ prints files/s, MB/s, chunk counts, line coverage (non-blank lines inside some c
 the share of chunks over the size budget. Two budgets: 1500 characters (llama-index's
 default) and 256 MiniLM tokens (coderag's default model; same tokenizer.json everywhere).
 
-    python bench/chunking.py                  # fetch + run + write bench/RESULTS_chunking.md
+    python bench/chunking.py                  # fetch + run + write bench/results/chunking.md
     python bench/chunking.py --no-write       # print only
 
 Environments: coderag runs in .venv (the project's); the other two run in .venv-bench:
@@ -374,7 +374,7 @@ def main() -> int:
     ap.add_argument(
         "--limit", type=float, default=240.0, help="seconds per tool and budget (default 240)"
     )
-    ap.add_argument("--no-write", action="store_true", help="do not write RESULTS_chunking.md")
+    ap.add_argument("--no-write", action="store_true", help="do not write bench/results/chunking.md")
     ap.add_argument(
         "--repeat", type=int, default=3, help="rounds at 1500 chars, fastest kept (default 3)"
     )
@@ -504,7 +504,7 @@ Corpus fetched from the registries at run time: {pkgs}.
 * chonkie is 1.5.6: chonkie 1.6+ delegates to tree-sitter-language-pack 1.x, which downloads
   grammars from GitHub at first use and cannot run offline.
 """
-    (ROOT / "bench" / "RESULTS_chunking.md").write_text(text)
+    (ROOT / "bench" / "results" / "chunking.md").write_text(text)
 
 
 if __name__ == "__main__":

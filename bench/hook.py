@@ -14,7 +14,7 @@ then made with ``--no-verify``. Two settings:
 Goals: inline under 2 s, server under 0.3 s.
 
     .venv/bin/python bench/hook.py [--files 2000] [--touch 5] [--runs 5] [--no-server]
-                                   [--write bench/RESULTS_hook.md]
+                                   [--write bench/results/hook.md]
 
 Prints a Markdown table; with --write, also writes it (and the machine) to that file.
 """

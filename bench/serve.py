@@ -12,7 +12,7 @@
    the client (HTTP included). The one-shot ``coderag search --server URL`` (process start,
    no model) is timed too.
 
-    .venv/bin/python bench/serve.py [--queries 200] [--cli-runs 10] [--out bench/RESULTS_serve.md]
+    .venv/bin/python bench/serve.py [--queries 200] [--cli-runs 10] [--out bench/results/serve.md]
 
 Goals on the 2-core CPU machine: warm p50 <= 50 ms; one-shot CLI p50 <= 1 s for a question and
 <= 0.3 s for ``--mode lexical``. Prints the figures and writes them (Markdown) to ``--out``.
@@ -170,7 +170,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--cli-runs", type=int, default=10)
-    ap.add_argument("--out", default=str(REPO / "bench" / "RESULTS_serve.md"))
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "serve.md"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary corpus")
     ap.add_argument(
         "--corpus", help="an existing corpus folder to use (indexed incrementally, kept)"

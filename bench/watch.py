@@ -14,7 +14,7 @@
    chunk has its vector; then ``git checkout main`` (every text seen before: nothing to
    embed). A thread searches all the while; failures are counted.
 
-    .venv/bin/python bench/watch.py [--edits 30] [--files 1000] [--out bench/RESULTS_watch.md]
+    .venv/bin/python bench/watch.py [--edits 30] [--files 1000] [--out bench/results/watch.md]
 
 Prints the figures and writes them (Markdown) to ``--out``. Default CPU model; set
 ``CODERAG_DEVICE`` to try another device.
@@ -308,7 +308,7 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=1000, help="files changed by the checkout storm")
     ap.add_argument("--no-storm", action="store_true")
     ap.add_argument("--dense-timeout", type=float, default=900.0)
-    ap.add_argument("--out", default=str(REPO / "bench" / "RESULTS_watch.md"))
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "watch.md"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary trees")
     args = ap.parse_args()
 
