@@ -374,7 +374,9 @@ def main() -> int:
     ap.add_argument(
         "--limit", type=float, default=240.0, help="seconds per tool and budget (default 240)"
     )
-    ap.add_argument("--no-write", action="store_true", help="do not write bench/results/chunking.md")
+    ap.add_argument(
+        "--no-write", action="store_true", help="do not write bench/results/chunking.md"
+    )
     ap.add_argument(
         "--repeat", type=int, default=3, help="rounds at 1500 chars, fastest kept (default 3)"
     )
