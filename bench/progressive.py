@@ -24,41 +24,14 @@ import platform
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-
-def fetch(spec: str, dest: Path) -> Path:
-    """Download an sdist with pip and unpack it; returns the unpacked folder."""
-    dl = dest / "_dl"
-    dl.mkdir(parents=True, exist_ok=True)
-    if not any(dl.iterdir()):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--no-binary",
-                ":all:",
-                spec,
-                "-d",
-                str(dl),
-            ],
-            check=True,
-            capture_output=True,
-        )
-    archive = next(dl.iterdir())
-    out = dest / "src"
-    if not out.exists():
-        with tarfile.open(archive) as tf:
-            tf.extractall(out, filter="data")
-    return next(out.iterdir())
+from index import fetch_sdist  # noqa: E402  (bench/index.py: pip download + unpack)
 
 
 def fetch_deb(spec: str, dest: Path) -> Path:
@@ -92,7 +65,7 @@ def main() -> int:
     from coderag.store import Store
 
     cache = Path(args.cache)
-    src = fetch(args.spec, cache) if args.spec else fetch_deb(args.deb, cache)
+    src = fetch_sdist(args.spec, cache, "") if args.spec else fetch_deb(args.deb, cache)
     work = cache / "work"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(src / args.subdir if args.subdir else src, work)

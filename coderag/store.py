@@ -371,15 +371,8 @@ class Store:
 
         if not ids:
             return
-        dim = vectors.shape[1]
-        src = pa.table(
-            {
-                "id": pa.array(ids, pa.string()),
-                "embedded": pa.array([True] * len(ids)),
-                "vector": pa.FixedSizeListArray.from_arrays(
-                    pa.array(vectors.astype(np.float32).ravel()), dim
-                ),
-            }
+        src = _vector_table("id", ids, vectors).append_column(
+            "embedded", pa.array([True] * len(ids))
         )
         self._table("chunks").merge_insert("id").when_matched_update_all().execute(src)
 
@@ -401,19 +394,9 @@ class Store:
         return out
 
     def put_cached_vectors(self, keys: list[str], vectors: np.ndarray) -> None:
-        import pyarrow as pa
-
         if not keys:
             return
-        dim = vectors.shape[1]
-        src = pa.table(
-            {
-                "key": pa.array(keys, pa.string()),
-                "vector": pa.FixedSizeListArray.from_arrays(
-                    pa.array(vectors.astype(np.float32).ravel()), dim
-                ),
-            }
-        )
+        src = _vector_table("key", keys, vectors)
         self._table("embeddings").merge_insert("key").when_not_matched_insert_all().execute(src)
 
     # ---------------------------------------------------------------- search
@@ -581,6 +564,19 @@ def _guarded(fn):
 for _name, _fn in list(vars(Store).items()):
     if not _name.startswith("_") and callable(_fn) and _name != "snapshot":
         setattr(Store, _name, _guarded(_fn))
+
+
+def _vector_table(key: str, keys: list[str], vectors: np.ndarray):
+    """An Arrow table of string keys and fixed-size float32 vectors (for merge_insert)."""
+    import pyarrow as pa
+
+    flat = pa.array(vectors.astype(np.float32).ravel())
+    return pa.table(
+        {
+            key: pa.array(keys, pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
+        }
+    )
 
 
 def _batches(items: list, n: int):
