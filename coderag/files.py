@@ -273,13 +273,6 @@ def _printable(rel: str) -> str:
     return "".join(c if 32 <= ord(c) != 127 else c.encode("unicode_escape").decode() for c in out)
 
 
-def stat_entry(root: Path, rel: str) -> FileEntry | None:
-    """Stat one path (for explicit file lists); None if it is gone, not a regular file, or
-    has a name that cannot be indexed."""
-    e = check_path(root, rel, None)
-    return e if isinstance(e, FileEntry) else None
-
-
 def check_path(root: Path, rel: str, max_bytes: int | None) -> FileEntry | Skip | None:
     """One explicitly named path (a watcher event, ``coderag index FILE``): a FileEntry to
     index, a Skip to report (it exists but cannot be indexed), or None when it is gone or

@@ -255,11 +255,14 @@ class Index:
             except CoderagError:
                 pass
             spec = self._model_spec(store_meta)
+            dim = self.config.dim
+            if spec != "auto":  # the index's own model: at the index's dimension
+                dim = dim or store_meta.get("dim")
             self._embedder = embed.load_embedder(
                 spec,
                 device=self.config.device,
                 dtype=self.config.dtype,
-                dim=self.config.dim or store_meta.get("dim") if spec != "auto" else self.config.dim,
+                dim=dim,
                 max_tokens=self.config.max_tokens,
             )
         return self._embedder

@@ -84,18 +84,6 @@ def looks_like_code(query: str) -> bool:
     return hits >= 2 or (hits >= 1 and words <= 4)
 
 
-def identifiers_in(query: str) -> set[str]:
-    """Words in the query that look like identifiers (snake, camel, dotted): symbol boost keys."""
-    out = set()
-    for w in re.findall(r"[A-Za-z_][A-Za-z0-9_.:]*", query):
-        for part in re.split(r"[.:]+", w):
-            if len(part) >= 3 and (
-                "_" in part or re.search(r"[a-z][A-Z]", part) or part[0].isupper()
-            ):
-                out.add(part.lower())
-    return out
-
-
 def symbol_name(symbol: str | None) -> str:
     """The last component of a qualified symbol: ``pkg.mod.Class.method`` → ``method``,
     ``(*Server).Serve`` → ``Serve``, ``impl Display for Point`` → ``Point``."""

@@ -22,7 +22,6 @@ import functools
 import json
 import os
 import re
-import time
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -228,12 +227,6 @@ class Store:
         self._names = set(self._table_names())
         self._create_fts()
 
-    def drop_all(self) -> None:
-        for name in list(self._table_names()):
-            self.db.drop_table(name)
-        self._tables.clear()
-        self._names = set()
-
     # ------------------------------------------------------------------ meta
     def meta(self) -> dict:
         if "meta" not in self._names:
@@ -316,15 +309,6 @@ class Store:
         arrays = [pa.array(cols[n], type=schema.field(n).type) for n in CHUNK_COLUMNS[:-1]]
         arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim))
         return pa.Table.from_arrays(arrays, schema=schema)
-
-    def chunk_ids_by_path(self, paths: Sequence[str]) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        for part in _batches(list(paths), 500):
-            where = f"path IN ({', '.join(sql_str(p) for p in part)})"
-            t = self._table("chunks").search().where(where).select(["id", "path"]).to_arrow()
-            for i, p in zip(t.column("id").to_pylist(), t.column("path").to_pylist(), strict=True):
-                out.setdefault(p, set()).add(i)
-        return out
 
     def pending(self, limit: int) -> list[dict]:
         """Chunks still without a vector, most useful first (``limit`` 0 = all of them)."""
@@ -582,7 +566,3 @@ def _vector_table(key: str, keys: list[str], vectors: np.ndarray):
 def _batches(items: list, n: int):
     for i in range(0, len(items), n):
         yield items[i : i + n]
-
-
-def now() -> float:
-    return time.time()
