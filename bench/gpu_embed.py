@@ -223,59 +223,11 @@ def find_tokenizer(explicit: str | None) -> Path | None:
 
 
 def save_st_folder(model, tok_dir: Path, folder: Path, dim: int) -> None:
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
-        if (tok_dir / name).is_file():
-            shutil.copy(tok_dir / name, folder / name)
+    from tests.tiny_models import copy_tokenizer, write_st_layout
+
+    copy_tokenizer(tok_dir, folder)
     model.save_pretrained(folder)
-    (folder / "modules.json").write_text(
-        json.dumps(
-            [
-                {
-                    "idx": 0,
-                    "name": "0",
-                    "path": "",
-                    "type": "sentence_transformers.models.Transformer",
-                },
-                {
-                    "idx": 1,
-                    "name": "1",
-                    "path": "1_Pooling",
-                    "type": "sentence_transformers.models.Pooling",
-                },
-                {
-                    "idx": 2,
-                    "name": "2",
-                    "path": "2_Normalize",
-                    "type": "sentence_transformers.models.Normalize",
-                },
-            ]
-        )
-    )
-    (folder / "1_Pooling").mkdir(exist_ok=True)
-    (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps(
-            {
-                "word_embedding_dimension": dim,
-                "pooling_mode_lasttoken": True,
-                "include_prompt": True,
-            }
-        )
-    )
-    (folder / "config_sentence_transformers.json").write_text(
-        json.dumps(
-            {
-                "prompts": {
-                    "query": "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:",
-                    "document": "",
-                },
-                "default_prompt_name": None,
-                "similarity_fn_name": "cosine",
-            }
-        )
-    )
-    (folder / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": 8192, "do_lower_case": False})
-    )
+    write_st_layout(folder, dim, max_seq_length=8192)
 
 
 def code_pieces(count, target: int, limit: int) -> list[str]:

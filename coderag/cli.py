@@ -50,6 +50,21 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dim", type=int, help="Matryoshka dimension to truncate vectors to")
 
 
+def _rerank_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("reranking")
+    g.add_argument(
+        "--rerank",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="re-order the top candidates with a cross-encoder / Qwen3-Reranker "
+        "(default: setting 'rerank', auto = on when queries run on a GPU; env CODERAG_RERANK)",
+    )
+    g.add_argument(
+        "--rerank-model",
+        help="reranker: 'auto', a local folder or a Hugging Face id (env CODERAG_RERANK_MODEL)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="coderag",
@@ -101,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog='examples:\n  coderag search "where do we retry failed uploads"\n'
         "  coderag search parse_config --mode lexical\n"
         "  coderag search \"open a database connection\" --lang python --path 'src/**' --json\n"
-        "  cat snippet.py | coderag search - --code",
+        "  cat snippet.py | coderag search - --code\n"
+        '  coderag search "how are sessions expired" --rerank --rerank-model ./ms-marco-MiniLM-L6-v2',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ps.add_argument("query", help="the question or code; '-' reads it from stdin")
@@ -130,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="search in this process even if a `coderag serve` runs",
     )
     _model_args(ps)
+    _rerank_args(ps)
 
     pst = sub.add_parser(
         "status",
@@ -191,7 +208,7 @@ def _index_for(args, **extra):
 
     overrides = {
         k: getattr(args, k, None)
-        for k in ("model", "device", "dtype", "dim")
+        for k in ("model", "device", "dtype", "dim", "rerank_model")
         if getattr(args, k, None)
     }
     return Index(extra.get("root") or getattr(args, "repo", None), **overrides)
@@ -355,7 +372,9 @@ def cmd_search(args) -> int:
         not url
         and not args.no_server
         and args.k <= 200
-        and not any(getattr(args, a, None) for a in ("model", "device", "dtype", "dim"))
+        and not any(
+            getattr(args, a, None) for a in ("model", "device", "dtype", "dim", "rerank_model")
+        )
     ):
         from .server import find_server  # standard library only: cheap
 
@@ -381,6 +400,7 @@ def cmd_search(args) -> int:
                 kind=args.kind,
                 code=code,
                 files=args.files,
+                rerank=args.rerank,
             )
         except ServerUnavailable:
             if not auto:
@@ -397,6 +417,7 @@ def cmd_search(args) -> int:
             kind=args.kind,
             code=code,
             files=args.files,
+            rerank=args.rerank,
         )
         hits = [h.to_dict() for h in found]
         coverage = idx.last_dense_coverage

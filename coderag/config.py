@@ -24,6 +24,8 @@ _ENV = {
     "max_file_bytes": "CODERAG_MAX_FILE_BYTES",
     "lock_timeout": "CODERAG_LOCK_TIMEOUT",
     "embed_batch": "CODERAG_EMBED_BATCH",
+    "rerank": "CODERAG_RERANK",
+    "rerank_model": "CODERAG_RERANK_MODEL",
 }
 
 
@@ -46,6 +48,12 @@ class Config:
     lexical_weight: float = 1.0
     #: how many candidates each retriever contributes before fusion
     candidates: int = 100
+    #: second stage: "auto" (on when queries are embedded on a GPU), "on" or "off"
+    rerank: str = "auto"
+    #: reranker: "auto" (Qwen3-Reranker-4B on a GPU, ms-marco-MiniLM-L6-v2 on a CPU), an HF id or folder
+    rerank_model: str = "auto"
+    #: how many fused candidates the reranker re-orders
+    rerank_depth: int = 30
     #: how long the writer lock is waited for before giving up (seconds)
     lock_timeout: float = 10.0
     #: chunks embedded per commit while back-filling vectors (smaller: finer resume points)
@@ -58,10 +66,19 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+_SWITCH = {"on": "on", "true": "on", "yes": "on", "1": "on", "off": "off", "false": "off",
+           "no": "off", "0": "off", "auto": "auto"}  # fmt: skip
+
+
 def _coerce(name: str, value):
     f = {f.name: f for f in dataclasses.fields(Config)}.get(name)
     if f is None:
         raise CoderagError(f"unknown setting {name!r} in coderag configuration")
+    if name == "rerank":  # a switch: on / off / auto (TOML booleans too)
+        word = str(value).strip().lower()
+        if word not in _SWITCH:
+            raise CoderagError(f"setting 'rerank' must be on, off or auto, not {value!r}")
+        return _SWITCH[word]
     kind = str(f.type)
     try:
         if "int" in kind and not isinstance(value, list):

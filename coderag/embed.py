@@ -847,6 +847,255 @@ def clear_cache() -> None:
     with _LOAD_LOCK:
         _LOADED.clear()
         _AUTO.clear()
+        _RERANKERS.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# Rerankers: score (query, document) pairs jointly, for the top of a fused result list
+# --------------------------------------------------------------------------------------------
+
+#: ``rerank_model = "auto"``: Qwen3-Reranker on a CUDA GPU, a small MS MARCO cross-encoder on a CPU.
+RERANK_GPU_MODEL_ID = "Qwen/Qwen3-Reranker-4B"
+RERANK_CPU_MODEL_ID = "cross-encoder/ms-marco-MiniLM-L6-v2"
+#: Task sentences for instruction rerankers (Qwen3-Reranker), per query kind.
+RERANK_INSTRUCTIONS: dict[str, str] = {
+    "nl": (
+        "Given a question about a code base, judge whether the document is code or "
+        "documentation that answers it"
+    ),
+    "code": (
+        "Given a code snippet, judge whether the document defines, uses or explains the "
+        "same functionality"
+    ),
+}
+#: The prompt Qwen3-Reranker was trained with (model card): a yes/no judgement.
+QWEN_RERANK_PREFIX = (
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query "
+    'and the Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n'
+    "<|im_start|>user\n"
+)
+QWEN_RERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+RERANK_MAX_TOKENS = 512
+RERANK_TOKEN_BUDGET = {"cpu": 8192, "cuda": 65536}
+
+_RERANKERS: dict[tuple, Reranker] = {}
+
+
+def qwen_rerank_text(query: str, document: str, instruction: str) -> str:
+    """The user turn of a Qwen3-Reranker prompt (between the fixed prefix and suffix)."""
+    return f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}"
+
+
+class Reranker:
+    """Scores (query, document) pairs; higher is more relevant, in (0, 1).
+
+    Two kinds, told apart by the model's config: a sequence-classification *cross-encoder*
+    (run by sentence-transformers' ``CrossEncoder``, sigmoid of its logit), or a causal-LM
+    *yes/no reranker* such as Qwen3-Reranker (its prompt, left padding, P("yes") from the
+    last position's "yes"/"no" logits). Build it with :func:`load_reranker`.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_id: str,
+        kind: str,
+        device: str,
+        dtype: str,
+        max_tokens: int,
+    ) -> None:
+        self._model = model
+        self._tok = tokenizer
+        self.model_id = model_id
+        self.kind = kind  # "cross-encoder" | "yes-no"
+        self.device = device
+        self.dtype = dtype
+        self.max_tokens = max_tokens
+        self.token_budget = RERANK_TOKEN_BUDGET["cuda" if device.startswith("cuda") else "cpu"]
+        self._lock = threading.Lock()
+        if kind == "yes-no":
+            tokenizer.padding_side = "left"
+            ids = tokenizer.convert_tokens_to_ids(["yes", "no"])
+            if any(i is None or i == tokenizer.unk_token_id for i in ids):
+                raise ModelNotFound(
+                    f"cannot use {model_id} as a reranker: its tokenizer has no 'yes'/'no' tokens"
+                )
+            self._yes, self._no = ids
+            self._prefix = tokenizer.encode(QWEN_RERANK_PREFIX, add_special_tokens=False)
+            self._suffix = tokenizer.encode(QWEN_RERANK_SUFFIX, add_special_tokens=False)
+
+    def score(self, query: str, documents: Sequence[str], kind: str = "nl") -> np.ndarray:
+        """Relevance of each document to ``query`` (``kind`` "nl" or "code"), in input order."""
+        if kind not in QUERY_KINDS:
+            raise UsageError(f"unknown query kind {kind!r}; use 'nl' or 'code'")
+        if not documents:
+            return np.zeros(0, dtype=np.float32)
+        with self._lock:
+            if self.kind == "cross-encoder":
+                return self._score_cross(query, list(documents))
+            return self._score_yes_no(RERANK_INSTRUCTIONS[kind], query, list(documents))
+
+    def _score_cross(self, query: str, documents: list[str]) -> np.ndarray:
+        scores = self._model.predict(
+            [(query, d) for d in documents],
+            batch_size=32,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        scores = np.asarray(scores, dtype=np.float32)
+        if scores.ndim == 2:  # several labels: the last one is "relevant"
+            e = np.exp(scores - scores.max(axis=1, keepdims=True))
+            scores = e[:, -1] / e.sum(axis=1)
+        return scores
+
+    def pair_ids(self, query: str, documents: list[str], instruction: str) -> list[list[int]]:
+        """Token ids of each yes/no prompt, as the model card builds them: the user turn
+        tokenised whole and cut to fit ``max_tokens``, between the fixed prefix and suffix."""
+        room = max(1, self.max_tokens - len(self._prefix) - len(self._suffix))
+        return [
+            self._prefix
+            + self._tok.encode(qwen_rerank_text(query, d, instruction), add_special_tokens=False)[
+                :room
+            ]
+            + self._suffix
+            for d in documents
+        ]
+
+    def _score_yes_no(self, instruction: str, query: str, documents: list[str]) -> np.ndarray:
+        import torch
+
+        ids = self.pair_ids(query, documents, instruction)
+        scores = np.zeros(len(ids), dtype=np.float32)
+        for batch in plan_batches([len(x) for x in ids], self.token_budget, max_pad_fraction=0.25):
+            width = max(len(ids[i]) for i in batch)
+            pad = self._tok.pad_token_id if self._tok.pad_token_id is not None else 0
+            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):  # left padding: the last position is real
+                input_ids[row, width - len(ids[i]) :] = torch.tensor(ids[i])
+                mask[row, width - len(ids[i]) :] = 1
+            with torch.inference_mode():
+                logits = self._model(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    logits_to_keep=1,
+                ).logits[:, -1, :]
+            pair = torch.stack([logits[:, self._no], logits[:, self._yes]], dim=1).float()
+            p_yes = torch.log_softmax(pair, dim=1)[:, 1].exp().cpu().numpy()
+            for row, i in enumerate(batch):
+                scores[i] = p_yes[row]
+        return scores
+
+    def info(self) -> dict:
+        return {
+            "model": self.model_id,
+            "kind": self.kind,
+            "device": self.device,
+            "dtype": self.dtype,
+            "max_tokens": self.max_tokens,
+        }
+
+    def __repr__(self) -> str:
+        return f"Reranker({self.model_id!r}, {self.kind}, {self.device}, {self.dtype})"
+
+
+def _rerank_folder(model: str) -> tuple[Path | None, str]:
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path.is_dir() and (path / "config.json").is_file()):
+            raise ModelNotFound(
+                f"cannot load reranker {model!r}: {path.resolve()} is not a model folder "
+                "(no config.json)"
+            )
+        return path.resolve(), _model_id_for_folder(path.resolve())
+    if _HF_ID.match(model) and not model.startswith((".", "~")):
+        return None, model
+    raise ModelNotFound(f"cannot load reranker {model!r}: no such folder {path.resolve()}")
+
+
+def _build_reranker(name: str, model_id: str, device: str, dtype: str, local_only: bool):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(name, local_files_only=local_only)
+    archs = getattr(config, "architectures", None) or []
+    if any(a.endswith("ForCausalLM") for a in archs):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+        lm = AutoModelForCausalLM.from_pretrained(
+            name, local_files_only=local_only, dtype=_torch_dtype(dtype)
+        )
+        return lm.to(device).eval(), tok, "yes-no"
+    from sentence_transformers import CrossEncoder
+
+    ce = CrossEncoder(
+        name,
+        device=device,
+        local_files_only=local_only,
+        max_length=RERANK_MAX_TOKENS,
+        model_kwargs={"dtype": _torch_dtype(dtype)},
+    )
+    return ce, ce.tokenizer, "cross-encoder"
+
+
+def load_reranker(
+    model: str = "auto",
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    max_tokens: int | None = None,
+) -> Reranker:
+    """Load (once per process) a reranker: a Hugging Face id or a local folder.
+
+    ``"auto"`` is :data:`RERANK_GPU_MODEL_ID` on a CUDA GPU (bfloat16) and
+    :data:`RERANK_CPU_MODEL_ID` on a CPU. Raises :class:`~coderag.errors.ModelNotFound`
+    when it cannot be loaded (offline and not in the Hugging Face cache, a broken folder).
+    """
+    if max_tokens is not None and max_tokens < 64:
+        raise UsageError(f"the reranker needs max_tokens >= 64, got {max_tokens}")
+    device = device or _default_device()
+    if model == "auto":
+        model = RERANK_GPU_MODEL_ID if device.startswith("cuda") else RERANK_CPU_MODEL_ID
+    folder, model_id = _rerank_folder(model)
+    dtype = _norm_dtype(dtype) or (
+        "bfloat16" if device.startswith("cuda") and "Qwen3-Reranker" in model_id else "float32"
+    )
+    max_tokens = int(max_tokens or RERANK_MAX_TOKENS)
+    key = (model_id, device, dtype, max_tokens)
+    with _LOAD_LOCK:
+        if key in _RERANKERS:
+            return _RERANKERS[key]
+        _quiet_transformers()
+        name = str(folder) if folder is not None else model
+        try:
+            try:
+                built = _build_reranker(name, model_id, device, dtype, True)
+            except Exception:
+                if folder is not None or _hf_offline():
+                    raise
+                log.warning("coderag: %s is not in the Hugging Face cache; downloading it", model)
+                built = _build_reranker(name, model_id, device, dtype, False)
+        except CoderagError:
+            raise
+        except Exception as exc:
+            where = f"folder {folder}" if folder is not None else "the Hugging Face cache"
+            raise ModelNotFound(
+                f"cannot load reranker {model!r} from {where}: {_one_line(exc)}"
+            ) from exc
+        net, tok, kind = built
+        rr = Reranker(
+            net,
+            tok,
+            model_id=model_id,
+            kind=kind,
+            device=device,
+            dtype=dtype,
+            max_tokens=max_tokens,
+        )
+        _RERANKERS[key] = rr
+        return rr
 
 
 # --------------------------------------------------------------------------------------------

@@ -124,22 +124,35 @@ def score_query(hits: list[dict], relevant: list[dict], k: int = 10) -> dict[str
 def evaluate(
     index, queries: list[dict], modes: list[str], k: int = 10
 ) -> dict[str, dict[str, float]]:
-    """Mean metrics and latency per mode over ``queries``."""
+    """Mean metrics and latency per mode over ``queries``.
+
+    A mode is ``hybrid``, ``dense`` or ``lexical``, optionally with ``+rerank`` (e.g.
+    ``hybrid+rerank``: the same candidates re-ordered by the reranker); the plain modes
+    never rerank, whatever the ``rerank`` setting says, so they stay comparable."""
     out: dict[str, dict[str, float]] = {}
     if any(m != "lexical" for m in modes):
         # embed every query once, untimed: each mode then pays the same (cached) query vector
         for q in queries:
             index.search(
-                q["query"], k=1, mode="dense", code=True if q.get("kind") == "code" else None
+                q["query"],
+                k=1,
+                mode="dense",
+                code=True if q.get("kind") == "code" else None,
+                rerank=False,
             )
     for mode in modes:
+        base, _, extra = mode.partition("+")
         totals = dict.fromkeys(METRICS, 0.0)
         lat = []
         per_query = []
         for q in queries:
             t0 = time.perf_counter()
             hits = index.search(
-                q["query"], k=k, mode=mode, code=True if q.get("kind") == "code" else None
+                q["query"],
+                k=k,
+                mode=base,
+                code=True if q.get("kind") == "code" else None,
+                rerank=extra == "rerank",
             )
             lat.append((time.perf_counter() - t0) * 1000)
             hd = [h.to_dict() for h in hits]
@@ -186,30 +199,39 @@ def add_arguments(p) -> None:
     p.description = "Measure retrieval quality (Recall@1/5/10, MRR@10, NDCG@10 at chunk and file level, latency) on a labelled JSONL query file."
     p.epilog = (
         "examples:\n  coderag eval queries.jsonl\n"
-        "  coderag eval queries.jsonl --repo ~/src/project --mode dense,lexical,hybrid --json\n\n"
+        "  coderag eval queries.jsonl --repo ~/src/project --mode dense,lexical,hybrid --json\n"
+        "  coderag eval queries.jsonl --mode hybrid,hybrid+rerank --rerank-model ./reranker\n\n"
         'query file lines: {"query": "...", "relevant": [{"path": "a.py", "symbol": "f"}]}'
     )
     p.add_argument("queries", help="JSONL file of labelled queries")
     p.add_argument("--repo", help="repository root (default: git root around the current folder)")
     p.add_argument(
-        "--mode", default="dense,lexical,hybrid", help="comma-separated modes to compare"
+        "--mode",
+        default="dense,lexical,hybrid",
+        help="comma-separated modes to compare; add '+rerank' to rerank one (hybrid+rerank)",
     )
     p.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--model", help="embedding model (default: the index's)")
+    p.add_argument(
+        "--rerank-model",
+        help="reranker for '+rerank' modes: 'auto', a folder or a Hugging Face id",
+    )
 
 
 def run(args) -> int:
     from .index import MODES, Index
 
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
-    bad = [m for m in modes if m not in MODES]
+    bad = [m for m in modes if m.removesuffix("+rerank") not in MODES]
     if bad or not modes:
         raise UsageError(
-            f"unknown mode {', '.join(bad) or '(none)'} (choose from {', '.join(MODES)})"
+            f"unknown mode {', '.join(bad) or '(none)'} (choose from {', '.join(MODES)}, "
+            "each optionally with +rerank)"
         )
     queries = load_queries(args.queries)
-    idx = Index(args.repo, **({"model": args.model} if args.model else {}))
+    overrides = {"model": args.model, "rerank_model": args.rerank_model}
+    idx = Index(args.repo, **{k: v for k, v in overrides.items() if v})
     results = evaluate(idx, queries, modes, args.k)
     if args.json:
         print(json.dumps(results))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -29,7 +30,14 @@ from pathlib import Path
 
 from . import rank
 from .config import Config, load_config
-from .errors import CoderagError, IndexCorrupt, LockHeld, ModelMismatch, UsageError
+from .errors import (
+    CoderagError,
+    IndexCorrupt,
+    LockHeld,
+    ModelMismatch,
+    ModelNotFound,
+    UsageError,
+)
 from .files import (
     FileEntry,
     IgnoreRules,
@@ -46,6 +54,7 @@ from .files import (
 )
 
 Progress = Callable[..., None]
+log = logging.getLogger("coderag.index")
 
 MODES = ("hybrid", "dense", "lexical")
 KINDS = ("function", "method", "class", "code", "doc")
@@ -216,6 +225,8 @@ class Index:
         self._embedder = embedder
         self._store = None
         self._query_encoder = None
+        self._reranker = None
+        self._auto_rerank_failed = False
         self.last_dense_coverage: float | None = None
         self._writes = 0  # rows written since the last compaction
         self.weights = rank.Weights(
@@ -596,8 +607,12 @@ class Index:
         kind: str | None = None,
         code: bool | None = None,
         files: bool = False,
+        rerank: bool | None = None,
     ) -> list[Hit]:
-        """Ranked hits for a natural-language or code query."""
+        """Ranked hits for a natural-language or code query.
+
+        ``rerank``: re-order the top ``rerank_depth`` fused candidates with the reranker
+        (None: the ``rerank`` setting; "auto" reranks when the query ran on a GPU)."""
         if mode not in MODES:
             raise UsageError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         if kind is not None and kind not in KINDS:
@@ -639,6 +654,9 @@ class Index:
         )
         if path:
             fused = [(r, s) for r, s in fused if _glob_match(r["path"], path)]
+        if self._rerank_wanted(rerank):
+            auto = rerank is None and self.config.rerank == "auto"
+            fused = self._rerank(query, fused, "code" if is_code else "nl", k, auto=auto)
         picked = rank.by_file(fused, k) if files else rank.collapse(fused, k)
         return [
             Hit(
@@ -653,6 +671,52 @@ class Index:
             )
             for r, s in picked
         ]
+
+    def _rerank_wanted(self, rerank: bool | None) -> bool:
+        if rerank is not None:
+            return bool(rerank)
+        if self.config.rerank != "auto":
+            return self.config.rerank == "on"
+        if self._auto_rerank_failed:
+            return False
+        device = getattr(self._embedder, "device", None) or self.config.device or ""
+        return str(device).startswith("cuda")
+
+    @property
+    def reranker(self):
+        """The second-stage model, loaded on first use (one per process, shared)."""
+        if self._reranker is None:
+            from . import embed
+
+            self._reranker = embed.load_reranker(
+                self.config.rerank_model,
+                device=self.config.device or getattr(self._embedder, "device", None),
+                dtype=self.config.dtype,
+            )
+        return self._reranker
+
+    def _rerank(self, query: str, fused: list, kind: str, k: int, auto: bool = False) -> list:
+        """Order the top candidates by the reranker's score; the rest follow, below them."""
+        n = min(len(fused), max(self.config.rerank_depth, k))
+        if n == 0:
+            return fused
+        try:
+            model = self.reranker
+        except ModelNotFound as exc:
+            if not auto:
+                raise
+            self._auto_rerank_failed = True  # "auto" on a GPU: say it once, search on without
+            log.warning("coderag: not reranking: %s", exc)
+            return fused
+        head = fused[:n]
+        docs = [rank.rerank_text(row) for row, _ in head]
+        scores = model.score(query, docs, kind)
+        order = sorted(range(n), key=lambda i: (-float(scores[i]), i))
+        out = [(head[i][0], float(scores[i])) for i in order]
+        floor = min(float(s) for s in scores)
+        # what follows keeps its fused order, scored below every reranked hit
+        out += [(row, floor * 0.5 ** (j + 1)) for j, (row, _) in enumerate(fused[n:])]
+        return out
 
     def _where(self, store, lang, kind, path) -> str | None:
         from .store import sql_str

@@ -224,6 +224,7 @@ def build_server(index, keeper=None):
         kind: Literal["function", "method", "class", "code", "doc"] | None = None,
         code: bool | None = None,
         files: bool = False,
+        rerank: bool | None = None,
     ) -> list[SearchHit]:
         """Search the repository's code and docs; best hits first.
 
@@ -231,7 +232,8 @@ def build_server(index, keeper=None):
         k: how many hits (1-200). mode: hybrid (default), dense (meaning) or lexical (words).
         lang: only this language ("python", "markdown", ...). path: only paths matching this
         glob ("src/**", "*.py"). kind: function, method, class, code or doc. code: treat the
-        query as code (default: guessed). files: one hit per file.
+        query as code (default: guessed). files: one hit per file. rerank: re-order the top
+        candidates with the reranker model (default: the server's setting; slow on a CPU).
         Each hit: path (relative to the repository root), start_line and end_line (1-based,
         inclusive), symbol (qualified name or null), kind, language, score, and text (the
         exact lines).
@@ -240,7 +242,15 @@ def build_server(index, keeper=None):
             raise ToolError(f"k must be between 1 and {MAX_K}")
         try:
             hits = index.search(
-                query, k=k, mode=mode, lang=lang, path=path, kind=kind, code=code, files=files
+                query,
+                k=k,
+                mode=mode,
+                lang=lang,
+                path=path,
+                kind=kind,
+                code=code,
+                files=files,
+                rerank=rerank,
             )
         except CoderagError as e:
             raise fail(e) from None

@@ -300,6 +300,15 @@ def rank(
     return out
 
 
+def rerank_text(row: dict, limit: int = 4000) -> str:
+    """What a reranker reads for a candidate: the chunk's ``path (language) symbol`` header
+    (as the embedder saw it) and its text, cut to ``limit`` characters."""
+    head = f"{row['path']} ({row['language']})"
+    if row.get("symbol"):
+        head = f"{head} {row['symbol']}"
+    return f"{head}\n{row['text'][:limit]}"
+
+
 def collapse(fused: Iterable[tuple[dict, float]], limit: int) -> list[tuple[dict, float]]:
     """Drop hits that overlap a better hit of the same file, so each hit is its own place."""
     kept: list[tuple[dict, float]] = []

@@ -45,7 +45,7 @@ MAX_PATHS = 10_000  # paths per refresh
 MAX_WAIT = 600.0  # seconds a refresh request may wait for the index to catch up
 SERVER_FILE = "server.json"
 TOKEN_ENV = "CODERAG_TOKEN"
-SEARCH_FIELDS = {"query", "repo", "k", "mode", "lang", "path", "kind", "code", "files"}
+SEARCH_FIELDS = {"query", "repo", "k", "mode", "lang", "path", "kind", "code", "files", "rerank"}
 REFRESH_FIELDS = {"repo", "paths", "wait", "timeout"}
 
 EPILOG = """examples:
@@ -769,7 +769,7 @@ def search_params(body: dict) -> dict:
             raise HTTPError(400, f"{name!r} must be a string")
         if v:
             out[name] = v
-    for name in ("code", "files"):
+    for name in ("code", "files", "rerank"):
         v = body.get(name)
         if v is not None and not isinstance(v, bool):
             raise HTTPError(400, f"{name!r} must be true, false or null")
@@ -962,6 +962,11 @@ def openapi_schema(token_required: bool = False) -> dict:
                                     "description": "treat the query as code (null: guess)",
                                 },
                                 "files": {"type": "boolean", "default": False},
+                                "rerank": {
+                                    "type": ["boolean", "null"],
+                                    "description": "re-order the top candidates with the "
+                                    "reranker (null: the server's 'rerank' setting)",
+                                },
                             },
                         }
                     ),
@@ -1200,6 +1205,7 @@ def remote_search(
     kind=None,
     code=None,
     files: bool = False,
+    rerank: bool | None = None,
     timeout: float = 60.0,
 ) -> list[dict]:
     """``POST /search`` on a running server: the hit dicts (``Hit.to_dict()``), best first.
@@ -1207,7 +1213,13 @@ def remote_search(
     ``repo`` may be a path (sent absolute) or left out when the server serves one repository.
     Raises :class:`ServerUnavailable` when nothing answers, a CoderagError for a refusal."""
     payload: dict = {"query": query, "k": k, "mode": mode, "files": bool(files)}
-    for name, value in (("lang", lang), ("path", path), ("kind", kind), ("code", code)):
+    for name, value in (
+        ("lang", lang),
+        ("path", path),
+        ("kind", kind),
+        ("code", code),
+        ("rerank", rerank),
+    ):
         if value is not None:
             payload[name] = value
     if repo is not None:

@@ -64,3 +64,21 @@ def rows_of(root: Path) -> set[tuple]:
     return {
         (r["path"], r["start_line"], r["end_line"], r["kind"], r["symbol"], r["text"]) for r in rows
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_yes_no_reranker(tmp_path_factory) -> Path:
+    """A random 2-layer Qwen3ForCausalLM with the real Qwen3 tokenizer (Qwen3-Reranker layout)."""
+    from .tiny_models import build_tiny_qwen3_reranker
+
+    return build_tiny_qwen3_reranker(tmp_path_factory.mktemp("tiny-qwen3-reranker"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory) -> Path:
+    """A random 2-layer BERT cross-encoder with MiniLM's real WordPiece tokenizer."""
+    from coderag.embed import bundled_model_path
+
+    from .tiny_models import build_tiny_cross_encoder
+
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"), bundled_model_path())

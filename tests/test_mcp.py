@@ -75,7 +75,7 @@ def test_mcp_tools_over_stdio(indexed_repo):
     assert not stray, stray
     tools = out["tools"]
     assert {"search_code", "index_status", "reindex"} <= set(tools)
-    assert {"query", "k", "lang", "path", "kind"} <= set(
+    assert {"query", "k", "lang", "path", "kind", "rerank"} <= set(
         tools["search_code"].input_schema["properties"]
     )
 

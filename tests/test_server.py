@@ -69,7 +69,7 @@ def _copy_repo_b(dst: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, embedder):
+def served(tmp_path_factory, embedder, tiny_cross_encoder):
     """Two indexed repositories served by one watching server (one model for both)."""
     from coderag import Index
 
@@ -79,7 +79,11 @@ def served(tmp_path_factory, embedder):
     b = _copy_repo_b(base / "repo_b")
     for root in (a, b):
         Index(root, embedder=embedder).refresh()
-    server = Server(repos=[a, b], log=base / "server.log")
+    server = Server(
+        repos=[a, b],
+        log=base / "server.log",
+        env={"CODERAG_RERANK_MODEL": str(tiny_cross_encoder)},
+    )
     yield server
     server.stop()
 
@@ -122,6 +126,22 @@ def test_search_returns_the_same_hits_as_the_library(served, http, embedder):
     assert r.status_code == 200, r.text
     assert {h["path"] for h in r.json()["hits"]} <= {"shapes.py", "guide.md"}
     assert r.json()["repo"] == str(b)
+
+
+def test_search_with_rerank(served, http, embedder, tiny_cross_encoder):
+    from coderag import Index
+
+    a = served.repos[0]
+    r = http.post("/search", json={"repo": str(a), "query": QUERY, "k": 4, "rerank": True})
+    assert r.status_code == 200, r.text
+    hits = r.json()["hits"]
+    local = Index(a, embedder=embedder, rerank_model=str(tiny_cross_encoder)).search(
+        QUERY, k=4, rerank=True
+    )
+    assert [(h["path"], h["start_line"]) for h in hits] == [(h.path, h.start_line) for h in local]
+    assert [h["score"] for h in hits] == pytest.approx([h.score for h in local], abs=1e-5)
+    plain = http.post("/search", json={"repo": str(a), "query": QUERY, "k": 4}).json()["hits"]
+    assert [h["score"] for h in plain] != [h["score"] for h in hits]  # CPU "auto": not reranked
 
 
 def test_cli_search_through_the_server(served):
@@ -206,6 +226,7 @@ def test_bad_requests_are_refused(served, http):
         ("/search", {"repo": str(a), "query": ""}, 400),
         ("/search", {"repo": str(a), "query": "x", "mode": "fuzzy"}, 400),
         ("/search", {"repo": str(a), "query": "x", "bogus": 1}, 400),
+        ("/search", {"repo": str(a), "query": "x", "rerank": "yes"}, 400),
         ("/search", {"query": "x"}, 400),  # two repositories served: which one?
         ("/search", {"repo": "/etc", "query": "x"}, 404),
         ("/search", {"repo": str(outside.parent), "query": "x"}, 404),
