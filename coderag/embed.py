@@ -14,6 +14,8 @@ imports them inside functions, so ``import coderag.embed`` costs no more than nu
 * Instruction models (Qwen3-Embedding) get ``Instruct: {task}\\nQuery:{query}`` on queries
   only, left padding with last-token pooling, and an EOS token appended by the tokenizer
   (installed when the tokenizer does not add one).
+* :func:`load_reranker` / :class:`Reranker`: the optional second stage, a sentence-transformers
+  cross-encoder or a yes/no causal-LM reranker (Qwen3-Reranker, its model-card prompt).
 * :func:`export_query_encoder` / :func:`load_query_encoder`: a numpy-only forward pass of a
   BERT-family model (all-MiniLM-L6-v2), so a CLI query does not wait for ``import torch``.
 """
