@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from .errors import CoderagError
+from .errors import CoderagError, UsageError
 
 EPILOG = """examples:
   coderag index                      index the git repository around the current folder
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         '  coderag search "how are sessions expired" --rerank --rerank-model ./ms-marco-MiniLM-L6-v2',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ps.add_argument("query", help="the question or code; '-' reads it from stdin")
+    ps.add_argument("query", nargs="?", help="the question or code; '-' reads it from stdin")
     ps.add_argument("--repo", help="repository root (default: git root around the current folder)")
     ps.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
     ps.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
@@ -344,6 +344,10 @@ class _RichProgress:
 # -------------------------------------------------------------------- search
 def read_query(args) -> tuple[str, bool | None]:
     code = args.code
+    if args.code_file and args.query is not None:
+        raise UsageError("give a query or --code-file, not both")
+    if args.query is None and not args.code_file:
+        raise UsageError("a query is needed (or --code-file PATH[:START-END], or '-' for stdin)")
     if args.code_file:
         from pathlib import Path
 

@@ -639,19 +639,8 @@ class Index:
         )
         is_code = rank.looks_like_code(query) if code is None else code
         depth = max(self.config.candidates, k * 3)
-        lexical = dense = definitions = []
-        if mode in ("hybrid", "lexical"):
-            lexical = store.lexical(rank.query_terms(query), depth, where)
-            names, _ = rank.query_symbols(query)
-            definitions = store.definitions(names, depth, where)
-        if mode in ("hybrid", "dense"):
-            vec = self._query_vector(query, "code" if is_code else "nl", meta)
-            dense = store.dense(vec, depth, where)
-        # a docstring hit is shown as its definition, unless docs are what was asked for
-        owners = store.owners([*lexical, *dense]) if kind is None else []
-        fused = rank.rank(
-            lexical, dense, query, self.weights, definitions=definitions, owners=owners
-        )
+        cands = self._candidates(store, meta, query, mode, is_code, depth, where, kind)
+        fused = rank.rank(*cands, query, self.weights, code=is_code)
         if path:
             fused = [(r, s) for r, s in fused if _glob_match(r["path"], path)]
         if self._rerank_wanted(rerank):
@@ -671,6 +660,20 @@ class Index:
             )
             for r, s in picked
         ]
+
+    def _candidates(self, store, meta, query, mode, is_code, depth, where, kind) -> rank.Candidates:
+        """What each retriever finds for ``query``: the input of :func:`rank.rank`."""
+        lexical = dense = definitions = []
+        if mode in ("hybrid", "lexical"):
+            lexical = store.lexical(rank.query_terms(query), depth, where)
+            names, _ = rank.query_symbols(query)
+            definitions = store.definitions(names, depth, where)
+        if mode in ("hybrid", "dense"):
+            vec = self._query_vector(query, "code" if is_code else "nl", meta)
+            dense = store.dense(vec, depth, where)
+        # a docstring hit is shown as its definition, unless docs are what was asked for
+        owners = store.owners([*lexical, *dense]) if kind is None else []
+        return rank.Candidates(lexical, dense, definitions, owners)
 
     def _rerank_wanted(self, rerank: bool | None) -> bool:
         if rerank is not None:

@@ -11,6 +11,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 _WORD = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*|[0-9]+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -146,6 +147,19 @@ def path_prior(path: str) -> float:
     return w
 
 
+_DOC_LANGUAGES = frozenset({"markdown", "rst"})
+
+
+def _prior(row: dict, w: Weights) -> float:
+    p = path_prior(row["path"])
+    lang = row.get("language")
+    if lang in _DOC_LANGUAGES:
+        p *= w.doc_file
+    elif lang == "text":
+        p *= w.text_file
+    return p
+
+
 def _path_words(path: str) -> set[str]:
     """Words of a file's stem and its folder: ``src/http/RequestParser.java`` → request, parser, http."""
     parts = path.split("/")
@@ -170,24 +184,39 @@ class Weights:
     dense: float = 0.7
     lexical: float = 1.0
     symbol_query_dense: float = 0.4  # a bare identifier leans on exact matching
+    code_query_dense: float = 1.0  # dense weight multiplier for code-snippet queries
     definition: float = 3.0  # × best score, for chunks defining a queried symbol
     path_match: float = 1.0  # × best score × share of query words found in the path
     file_coherence: float = 0.2  # × best score × the file's share of the candidate mass
     saturation: float = 0.5  # per extra hit from a file already listed
     priors: bool = True
+    doc_file: float = 1.0  # prior for chunks of Markdown / RST files
+    text_file: float = 1.0  # prior for chunks of unparsed text files (configs, licenses, ...)
+    plural_paths: bool = True  # path word "impls" also matches "implementations"
 
 
 _DEFINITION_KINDS = frozenset({"function", "method", "class"})
 
 
+class Candidates(NamedTuple):
+    """What the retrievers found for one query (rows of the chunks table, best first)."""
+
+    lexical: Sequence[dict]
+    dense: Sequence[dict]
+    #: chunks defining a symbol the query names, fetched by name
+    definitions: Sequence[dict] = ()
+    #: definition chunks owning doc chunks among the candidates
+    owners: Sequence[dict] = ()
+
+
 def rank(
     lexical: Sequence[dict],
     dense: Sequence[dict],
+    definitions: Sequence[dict],
+    owners: Sequence[dict],
     query: str,
     w: Weights,
-    *,
-    definitions: Sequence[dict] = (),
-    owners: Sequence[dict] = (),
+    code: bool = False,
 ) -> list[tuple[dict, float]]:
     """Fuse the candidate lists and apply boosts and priors; best first.
 
@@ -197,6 +226,8 @@ def rank(
     """
     names, strength = query_symbols(query)
     dense_w = w.dense * (w.symbol_query_dense if strength == 1.0 else 1.0)
+    if code:
+        dense_w *= w.code_query_dense
     score: dict[str, float] = defaultdict(float)
     rows: dict[str, dict] = {}
     for lst, weight in ((lexical, w.lexical), (dense, dense_w)):
@@ -248,6 +279,8 @@ def rank(
                 p = row["path"]
                 if p not in cache:
                     pw = _path_words(p)
+                    if w.plural_paths:
+                        pw |= {y[:-1] for y in pw if len(y) > 3 and y.endswith("s")}
                     hits = sum(
                         1 for x in words if x in pw or any(_prefix_overlap(x, y) for y in pw)
                     )
@@ -284,10 +317,7 @@ def rank(
 
     # 5. priors, then 6. diminishing returns for more hits from the same file
     ranked = sorted(
-        (
-            (rows[i], s * (path_prior(rows[i]["path"]) if w.priors else 1.0))
-            for i, s in score.items()
-        ),
+        ((rows[i], s * (_prior(rows[i], w) if w.priors else 1.0)) for i, s in score.items()),
         key=lambda t: -t[1],
     )
     seen: dict[str, int] = defaultdict(int)
