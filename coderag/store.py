@@ -19,9 +19,12 @@ rows, never both, never neither). Callers hold the writer lock (see ``index.Writ
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import re
+import sys
+import types
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -79,9 +82,47 @@ def _check_cpu() -> None:
         )
 
 
+_NAMESPACE_CLIENT = "lance_namespace_urllib3_client"
+
+
+class _LazyPackage(types.ModuleType):
+    """A package whose ``__init__`` runs on the first access to a name it defines; its
+    submodules import as usual meanwhile (``__path__`` is the real one)."""
+
+    def __getattr__(self, name: str):
+        spec = self.__dict__.get("__spec__")
+        if name.startswith("__") or spec is None or self.__dict__.get("_coderag_loaded"):
+            raise AttributeError(name)
+        self.__dict__["_coderag_loaded"] = True
+        spec.loader.exec_module(self)
+        return getattr(self, name)
+
+
+def _defer_namespace_client() -> None:
+    """``import lancedb`` imports lance_namespace, which imports model classes from its REST
+    client package, whose ``__init__`` imports the whole generated HTTP API: 0.45 s of a
+    0.8 s import, for a local database that never talks HTTP. The package is registered
+    lazily, so the models load and the API only if something asks for it."""
+    if _NAMESPACE_CLIENT in sys.modules:
+        return
+    try:
+        spec = importlib.util.find_spec(_NAMESPACE_CLIENT)
+    except (ImportError, ValueError):
+        return
+    if spec is None or spec.loader is None or not spec.submodule_search_locations:
+        return
+    mod = _LazyPackage(_NAMESPACE_CLIENT)
+    mod.__spec__ = spec
+    mod.__path__ = list(spec.submodule_search_locations)
+    mod.__file__ = spec.origin
+    mod.__package__ = _NAMESPACE_CLIENT
+    sys.modules[_NAMESPACE_CLIENT] = mod
+
+
 def _import_lancedb():
     _check_cpu()
     os.environ.setdefault("LANCE_LOG", "error")  # no Rust WARN lines on the user's stderr
+    _defer_namespace_client()
     import lancedb  # noqa: PLC0415  (heavy, imported on first use)
 
     return lancedb

@@ -133,3 +133,24 @@ def test_status(smallrepo, make_index):
     assert st["bytes"] > 0 and st["indexed_at"]
     assert st["dense_coverage"] == 1.0
     assert (smallrepo / ".coderag" / ".gitignore").read_text().strip() == "*"
+
+
+def test_lancedb_http_client_is_loaded_only_on_demand(smallrepo, make_index):
+    """A local search does not import LanceDB's generated REST API (0.45 s of start-up);
+    the deferred package still works in full when something asks for it."""
+    import subprocess
+    import sys
+
+    make_index(smallrepo).refresh(lexical_only=True)
+    code = (
+        "import sys\n"
+        "from coderag import Index\n"
+        f"hits = Index({str(smallrepo)!r}).search('retry uploads', mode='lexical')\n"
+        "assert hits\n"
+        "print('api' if 'lance_namespace_urllib3_client.api' in sys.modules else 'no api')\n"
+        "import lance_namespace_urllib3_client as m\n"
+        "print(m.ApiClient.__name__, 'lance_namespace_urllib3_client.api' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["no api", "ApiClient True"]
