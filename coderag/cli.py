@@ -344,8 +344,6 @@ class _RichProgress:
 # -------------------------------------------------------------------- search
 def read_query(args) -> tuple[str, bool | None]:
     code = args.code
-    if args.code_file and args.query is not None:
-        raise UsageError("give a query or --code-file, not both")
     if args.query is None and not args.code_file:
         raise UsageError("a query is needed (or --code-file PATH[:START-END], or '-' for stdin)")
     if args.code_file:

@@ -181,6 +181,7 @@ class Weights:
     """Knobs of the ranking stack (defaults chosen by measurement, see README)."""
 
     rrf_k: int = 10
+    fusion: str = "rrf"  # "rrf" (ranks) or "relative" (min-max normalised scores)
     dense: float = 0.7
     lexical: float = 1.0
     symbol_query_dense: float = 0.4  # a bare identifier leans on exact matching
@@ -231,6 +232,14 @@ def rank(
     score: dict[str, float] = defaultdict(float)
     rows: dict[str, dict] = {}
     for lst, weight in ((lexical, w.lexical), (dense, dense_w)):
+        if w.fusion == "relative" and lst:
+            raw = [float(r.get("_score") or 0.0) for r in lst]
+            lo, hi = min(raw), max(raw)
+            for row, x in zip(lst, raw, strict=True):
+                norm = (x - lo) / (hi - lo) if hi > lo else 1.0
+                score[row["id"]] += weight * norm / (w.rrf_k + 1)  # same scale as rank 1 of RRF
+                rows.setdefault(row["id"], row)
+            continue
         for rank_, row in enumerate(lst):
             score[row["id"]] += weight / (w.rrf_k + rank_ + 1)
             rows.setdefault(row["id"], row)
