@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="store chunks and the full-text index, leave embedding for later",
     )
     pi.add_argument(
+        "--vectors-only",
+        action="store_true",
+        help="only embed the chunks still without a vector (what --lexical-only or a git "
+        "hook left for later); reads no files",
+    )
+    pi.add_argument(
         "--staged",
         action="store_true",
         help="index the staged (git index) version of changed files",
@@ -215,6 +221,23 @@ def _index_for(args, **extra):
 
 
 # --------------------------------------------------------------------- index
+def _vectors_only(idx, args, files) -> int:
+    """Back-fill vectors in small batches, each under the writer lock only briefly, so a
+    git hook or a watcher writing meanwhile is never kept waiting for long."""
+    import time
+
+    if files or args.staged or args.lexical_only or args.rebuild:
+        raise UsageError("--vectors-only takes no files and no --staged/--lexical-only/--rebuild")
+    t0, done = time.perf_counter(), 0
+    while n := idx.embed_pending(limit=32):
+        done += n
+    if args.json:
+        print(json.dumps({"chunks_embedded": done, "seconds": round(time.perf_counter() - t0, 3)}))
+    elif not args.quiet:
+        print(f"{done} chunks embedded; {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
 def cmd_index(args) -> int:
     from pathlib import Path
 
@@ -227,6 +250,8 @@ def cmd_index(args) -> int:
 
         root = str(find_root(None))
     idx = _index_for(args, root=root)
+    if args.vectors_only:
+        return _vectors_only(idx, args, files)
     contents = None
     if args.staged:
         from .hook import staged_changes

@@ -1304,6 +1304,7 @@ class QueryEncoder:
 
             self._count_tok = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
             self._count_tok.no_truncation()
+            self._count_tok.no_padding()
         return len(self._count_tok.encode(text, add_special_tokens=False).ids)
 
     def _ln(self, x: np.ndarray, name: str) -> np.ndarray:

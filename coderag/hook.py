@@ -41,6 +41,11 @@ CHAINED = ".coderag-chained"  # suffix of a user's hook moved aside by install
 MARKER = "written by `coderag hook install`"  # how our own scripts are recognised
 DISABLE_ENV = "CODERAG_HOOK"  # CODERAG_HOOK=0 git checkout ...: skip the hooks once
 SERVER_TIMEOUT = 60.0  # seconds a hook waits for a running server to refresh
+VECTORS_ENV = "CODERAG_HOOK_VECTORS"
+#: inline: embed before the hook returns; background: store the chunks (searchable by full
+#: text at once), then a detached `coderag index --vectors-only` embeds them; later: leave
+#: the vectors to the next `coderag index`, watch or serve
+VECTOR_MODES = ("background", "inline", "later")
 SERVER_MAX_PATHS = 5_000  # more changed files than this: ask the server for a full refresh
 _REGULAR = ("100644", "100755")  # git modes of regular files (symlinks, submodules are not)
 
@@ -125,6 +130,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pr.add_argument("--strict", action="store_true", help="exit 1 when indexing fails")
     pr.add_argument("--repo", help="repository (default: the repository around the cwd)")
     pr.add_argument("--no-server", action="store_true", help="index inline even if a server runs")
+    pr.add_argument(
+        "--vectors",
+        choices=VECTOR_MODES,
+        default=None,
+        help="when new chunks get their vectors: background (default; the hook returns "
+        f"without loading the model), inline, or later (env {VECTORS_ENV})",
+    )
     pr.add_argument("--json", action="store_true", help="print what was done as one JSON object")
     pr.add_argument("-q", "--quiet", action="store_true", help="print nothing unless it fails")
 
@@ -150,12 +162,16 @@ def _run_event(args) -> int:
         stdin = ""
         if args.event == "post-rewrite" and sys.stdin is not None and not sys.stdin.isatty():
             stdin = sys.stdin.read()
+        vectors = args.vectors or os.environ.get(VECTORS_ENV) or "background"
+        if vectors not in VECTOR_MODES:
+            raise CoderagError(f"{VECTORS_ENV} must be one of {', '.join(VECTOR_MODES)}")
         result = sync(
             args.repo,
             args.event,
             args.args,
             stdin=stdin,
             use_server=not args.no_server,
+            vectors=vectors,
         )
     except Exception as e:  # noqa: BLE001 - a hook reports, it does not crash the git command
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -414,6 +430,7 @@ def sync(
     stdin: str = "",
     use_server: bool = True,
     embedder=None,
+    vectors: str = "inline",
 ) -> dict:
     """Run one hook event for the repository at ``repo`` (default: around the cwd).
 
@@ -421,6 +438,9 @@ def sync(
     ``"inline"``, ``"none"`` (nothing to do) or ``"skipped"`` (disabled, or no index yet);
     ``stats`` is ``RefreshStats.summary()`` when the refresh reports one. ``embedder`` lets a
     caller that already holds a model (tests, benchmarks) index inline without loading one.
+    ``vectors`` (see :data:`VECTOR_MODES`): with "background" or "later" the chunks are
+    stored without loading the model (the index's torch-free tokenizer sizes them) and
+    "background" starts a detached ``coderag index --vectors-only`` for the rest.
     Raises on failure; the CLI turns that into a warning.
     """
     root = Path(repo).expanduser().resolve() if repo else _root_here()
@@ -446,8 +466,35 @@ def sync(
     from .index import Index  # only now: this is what pulls in torch
 
     idx = Index(root, embedder=embedder)
-    stats = idx.refresh([str(root / p) for p in paths], contents=contents or None)
+    stats = idx.refresh(
+        [str(root / p) for p in paths],
+        contents=contents or None,
+        lexical_only=vectors != "inline",
+    )
+    if vectors == "background" and stats.chunks_pending:
+        spawn_vectors(root)
+        out["note"] = f"{what}; vectors for {stats.chunks_pending} chunk(s) in the background"
     return {**out, "via": "inline", "stats": stats.summary()}
+
+
+def spawn_vectors(root: Path) -> int:
+    """Start ``coderag index --vectors-only`` detached from the hook (its own session, no
+    terminal), so git returns at once; it waits for the writer lock like any writer. Its
+    error output goes to ``.coderag/background.log``."""
+    from .config import DATA_DIR
+
+    cmd = [sys.executable, "-m", "coderag", "index", "--vectors-only", "-q", "--repo", str(root)]
+    with open(root / DATA_DIR / "background.log", "ab") as err:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return proc.pid
 
 
 def _root_here() -> Path:
@@ -501,10 +548,15 @@ def describe(result: dict) -> str:
     took = f"{result.get('seconds', 0):.1f}s"
     if not s:  # a watching server answers with its watcher's state, not a summary
         return f"{head}: handed over ({result['via']}, {took})"
+    pending = s.get("chunks_pending") or 0
+    later = ""
+    if pending:
+        where = "in the background" if "background" in (result.get("note") or "") else "later"
+        later = f", {pending} to embed {where}"
     return (
         f"{head}: {s['files_indexed']} indexed, {s['files_removed']} removed, "
         f"{s.get('files_unchanged', 0)} unchanged; {s['chunks_embedded']} chunks embedded, "
-        f"{s['chunks_reused']} reused ({result['via']}, {took})"
+        f"{s['chunks_reused']} reused{later} ({result['via']}, {took})"
     )
 
 

@@ -361,7 +361,13 @@ class Index:
                     dtype=emb.dtype,
                     created_at=_now_iso(),
                 )
-            self._phase_store(store, model, (model_id, dim), paths, contents, stats, say)
+
+            def counter():
+                """What sizes chunks: the loaded embedder, else the same tokenizer from the
+                index's torch-free query encoder (a hook's few files need no torch)."""
+                return (None if loaded else self._light_counter(meta)) or model()
+
+            self._phase_store(store, counter, (model_id, dim), paths, contents, stats, say)
             if first_build or not store.fts_ok():
                 store._create_fts()  # one bulk build beats folding in row by row; or a repair
             if not lexical_only and store.count_pending():
@@ -449,11 +455,30 @@ class Index:
             todo.append((e, row))
         return todo, removed
 
-    def _phase_store(self, store, model, key, paths, contents, stats, say) -> None:
+    def _light_counter(self, meta: dict):
+        """The query encoder exported with this index, when it counts tokens exactly as the
+        index's model does (same model, dimension and token budget); else None."""
+        if self._embedder is not None or not meta:
+            return None
+        if self.config.model not in ("auto", meta.get("model")):
+            return None
+        if self._query_encoder is None:
+            from . import embed
+
+            qdir = self.data_dir / QUERY_ENCODER_DIR
+            self._query_encoder = embed.load_query_encoder(qdir) if qdir.is_dir() else None
+        enc = self._query_encoder
+        if enc is None or (enc.model_id, enc.dim) != (meta.get("model"), meta.get("dim")):
+            return None
+        if self.config.max_tokens is not None and self.config.max_tokens != enc.max_tokens:
+            return None
+        return enc
+
+    def _phase_store(self, store, counter, key, paths, contents, stats, say) -> None:
         """Phase 1: chunk new and changed files, store their chunks and files rows.
 
-        ``model()`` returns the embedder (its tokenizer sizes the chunks), loaded only if a
-        file needs chunking; ``key`` = (model id, dim) goes into every chunk's cache key."""
+        ``counter()`` returns what sizes the chunks (the model's tokenizer), obtained only if
+        a file needs chunking; ``key`` = (model id, dim) goes into every chunk's cache key."""
         from .chunk import chunk_file
         from .parse import detect_language
 
@@ -489,7 +514,7 @@ class Index:
                     continue
                 language = detect_language(entry.path, text.text[:256])
                 try:
-                    chunks = chunk_file(entry.path, text.text, language, model())
+                    chunks = chunk_file(entry.path, text.text, language, counter())
                 except RecursionError:
                     stats.skipped.append(Skip(entry.path, "too deeply nested to parse"))
                     continue
@@ -772,7 +797,11 @@ class Index:
 
     # -------------------------------------------------------------- status
     def status(self) -> dict:
-        store = self._open_store()
+        """What the index holds now, including other processes' writes (a hook's background
+        back-fill, a watcher): read from a fresh view, not this object's cached one."""
+        from .store import Store
+
+        store = Store(self.root, fresh_reads=True)
         meta = store.meta()
         if not meta or not store.exists():
             raise CoderagError(f"the index at {self.data_dir} is empty; run `coderag index`")

@@ -12,6 +12,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# hooks run by real git commands embed inline in tests (deterministic counts); the default
+# background mode has its own tests in test_hook.py
+os.environ.setdefault("CODERAG_HOOK_VECTORS", "inline")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

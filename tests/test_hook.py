@@ -486,3 +486,58 @@ def test_pre_commit_framework_runs_the_hook_from_this_repository(
     assert "coderag index" in r.stdout and "Passed" in r.stdout
     assert "pre-commit: 1 changed file(s): 1 indexed" in r.stdout
     assert found(gitrepo, embedder, "framework_marker")
+
+
+# ------------------------------------------------------------------- vectors off the hook
+def test_hook_stores_chunks_without_loading_the_model(gitrepo: Path, make_index):
+    """vectors=later: the chunks are sized by the index's own torch-free tokenizer copy,
+    are the same rows a full index makes, and are searchable by full text at once."""
+    from .conftest import rows_of
+
+    make_index(gitrepo).refresh()
+    append(gitrepo / "uploader" / "client.py", "\n\ndef hook_added_helper():\n    return 7\n")
+    git(gitrepo, "add", "-A")
+    code = (
+        "import json, sys\n"
+        "from coderag import hook\n"
+        f"res = hook.sync({str(gitrepo)!r}, 'pre-commit', [], use_server=False, vectors='later')\n"
+        "print(json.dumps(res))\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'transformers') if m in sys.modules)))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res, heavy = (json.loads(line) for line in r.stdout.strip().splitlines())
+    assert heavy == []  # no torch, no transformers: the hook's cost is parsing and writing
+    assert res["via"] == "inline" and res["stats"]["files_indexed"] == 1
+    assert res["stats"]["chunks_embedded"] == 0 and res["stats"]["chunks_pending"] >= 1
+    assert (
+        Index(gitrepo)
+        .search("hook_added_helper", mode="lexical", k=1)[0]
+        .symbol.endswith("hook_added_helper")
+    )
+    clean = gitrepo.parent / "clean"
+    shutil.copytree(gitrepo, clean, ignore=shutil.ignore_patterns(".coderag", ".git"))
+    make_index(clean).refresh(lexical_only=True)
+    assert rows_of(gitrepo) == rows_of(clean)  # same chunks as the model's tokenizer makes
+
+
+def test_hook_background_vectors_arrive(gitrepo: Path, make_index):
+    make_index(gitrepo).refresh()
+    hook.install(gitrepo, ["pre-commit"])
+    append(gitrepo / "uploader" / "client.py", "\n\ndef background_helper():\n    return 8\n")
+    env = {k: v for k, v in git_env().items() if k != "CODERAG_HOOK_VECTORS"}
+    git(gitrepo, "add", "-A")
+    r = git(gitrepo, "commit", "-m", "bg", env=env)
+    assert "in the background" in r.stderr, r.stderr
+    idx = Index(gitrepo)
+    deadline = time.monotonic() + 240
+    while idx.status()["dense_coverage"] < 1.0:
+        assert time.monotonic() < deadline, "the background vectors never arrived"
+        time.sleep(0.5)
+    hit = idx.search("a helper that returns eight in the background", k=20, mode="dense")
+    assert any(h.symbol and h.symbol.endswith("background_helper") for h in hit)
+    r = run_cli("index", "--vectors-only", "--json", "--repo", str(gitrepo))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["chunks_embedded"] == 0  # nothing left to do
+    r = run_cli("index", "--vectors-only", "--staged", "--repo", str(gitrepo))
+    assert r.returncode == 2
