@@ -46,6 +46,7 @@ def main() -> int:
     ap.add_argument("--lexical-only", action="store_true", help="with --index: skip embedding")
     ap.add_argument("--modes", default="hybrid")
     ap.add_argument("--show", action="store_true", help="print each query's top files")
+    ap.add_argument("--files", action="store_true", help="search with files=True (--files)")
     ap.add_argument("--out", help="write per-repo results as JSON")
     ap.add_argument("--set", action="append", default=[], help="config override, e.g. rrf_k=10")
     args = ap.parse_args()
@@ -96,7 +97,7 @@ def main() -> int:
             scores, lats = [], []
             for t in tasks:
                 t0 = time.perf_counter()
-                hits = idx.search(t.query, k=10, mode=mode)
+                hits = idx.search(t.query, k=10, mode=mode, files=args.files)
                 lats.append((time.perf_counter() - t0) * 1000)
                 res = run_peer.score_task(
                     t, [run_peer.Hit(h.path, h.start_line, h.end_line) for h in hits], None

@@ -42,9 +42,11 @@ class Config:
     max_file_bytes: int = 1_000_000
     #: extra gitignore-style patterns, on top of .gitignore and .coderagignore
     ignore: list[str] = field(default_factory=list)
-    #: reciprocal rank fusion: score = sum(weight / (rrf_k + rank))
+    #: "relative": each retriever's scores min-max normalised, then weighted and summed;
+    #: "rrf": reciprocal rank fusion, score = sum(weight / (rrf_k + rank))
+    fusion: str = "relative"
     rrf_k: int = 10
-    dense_weight: float = 0.7
+    dense_weight: float = 1.5
     lexical_weight: float = 1.0
     #: how many candidates each retriever contributes before fusion
     candidates: int = 100
@@ -74,6 +76,8 @@ def _coerce(name: str, value):
     f = {f.name: f for f in dataclasses.fields(Config)}.get(name)
     if f is None:
         raise CoderagError(f"unknown setting {name!r} in coderag configuration")
+    if name == "fusion" and str(value) not in ("relative", "rrf"):
+        raise CoderagError(f"setting 'fusion' must be relative or rrf, not {value!r}")
     if name == "rerank":  # a switch: on / off / auto (TOML booleans too)
         word = str(value).strip().lower()
         if word not in _SWITCH:

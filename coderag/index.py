@@ -230,6 +230,7 @@ class Index:
         self.last_dense_coverage: float | None = None
         self._writes = 0  # rows written since the last compaction
         self.weights = rank.Weights(
+            fusion=self.config.fusion,
             rrf_k=self.config.rrf_k,
             dense=self.config.dense_weight,
             lexical=self.config.lexical_weight,

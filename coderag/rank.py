@@ -147,19 +147,6 @@ def path_prior(path: str) -> float:
     return w
 
 
-_DOC_LANGUAGES = frozenset({"markdown", "rst"})
-
-
-def _prior(row: dict, w: Weights) -> float:
-    p = path_prior(row["path"])
-    lang = row.get("language")
-    if lang in _DOC_LANGUAGES:
-        p *= w.doc_file
-    elif lang == "text":
-        p *= w.text_file
-    return p
-
-
 def _path_words(path: str) -> set[str]:
     """Words of a file's stem and its folder: ``src/http/RequestParser.java`` → request, parser, http."""
     parts = path.split("/")
@@ -181,18 +168,16 @@ class Weights:
     """Knobs of the ranking stack (defaults chosen by measurement, see README)."""
 
     rrf_k: int = 10
-    fusion: str = "rrf"  # "rrf" (ranks) or "relative" (min-max normalised scores)
-    dense: float = 0.7
+    fusion: str = "relative"  # "relative" (min-max normalised scores) or "rrf" (ranks)
+    dense: float = 1.5
     lexical: float = 1.0
     symbol_query_dense: float = 0.4  # a bare identifier leans on exact matching
-    code_query_dense: float = 1.0  # dense weight multiplier for code-snippet queries
+    code_query_dense: float = 0.3  # code snippets: identifiers beat MiniLM's sense of code
     definition: float = 3.0  # × best score, for chunks defining a queried symbol
     path_match: float = 1.0  # × best score × share of query words found in the path
     file_coherence: float = 0.2  # × best score × the file's share of the candidate mass
     saturation: float = 0.5  # per extra hit from a file already listed
     priors: bool = True
-    doc_file: float = 1.0  # prior for chunks of Markdown / RST files
-    text_file: float = 1.0  # prior for chunks of unparsed text files (configs, licenses, ...)
     plural_paths: bool = True  # path word "impls" also matches "implementations"
 
 
@@ -326,7 +311,10 @@ def rank(
 
     # 5. priors, then 6. diminishing returns for more hits from the same file
     ranked = sorted(
-        ((rows[i], s * (_prior(rows[i], w) if w.priors else 1.0)) for i, s in score.items()),
+        (
+            (rows[i], s * (path_prior(rows[i]["path"]) if w.priors else 1.0))
+            for i, s in score.items()
+        ),
         key=lambda t: -t[1],
     )
     seen: dict[str, int] = defaultdict(int)

@@ -93,15 +93,32 @@ def test_query_symbols():
 
 
 # ------------------------------------------------------------------ fusion
-def test_rrf_weights_decide_between_the_retrievers():
+@pytest.mark.parametrize("fusion", ["relative", "rrf"])
+def test_fusion_weights_decide_between_the_retrievers(fusion):
     a, b = row(1, "a.py"), row(2, "b.py")
-    lexical, dense = [a, b], [b, a]
-    lean_lex = rank.rank(lexical, dense, [], [], "q words", Weights(dense=0.2, **_plain()))
-    lean_dense = rank.rank(lexical, dense, [], [], "q words", Weights(dense=5.0, **_plain()))
+    lexical = [dict(a, _score=12.0), dict(b, _score=4.0)]  # BM25
+    dense = [dict(b, _score=0.9), dict(a, _score=0.3)]  # cosine
+    lean_lex = rank.rank(
+        lexical, dense, [], [], "q words", Weights(fusion=fusion, dense=0.2, **_plain())
+    )
+    lean_dense = rank.rank(
+        lexical, dense, [], [], "q words", Weights(fusion=fusion, dense=5.0, **_plain())
+    )
     assert order(lean_lex) == ["1", "2"] and order(lean_dense) == ["2", "1"]
-    # the score is the weighted reciprocal-rank sum
-    (r1, s1), _ = rank.rank(lexical, [], [], [], "q words", Weights(rrf_k=10, **_plain()))
-    assert s1 == pytest.approx(1.0 / 11)
+
+
+def test_fusion_scores():
+    a, b, c = (dict(row(i, f"{i}.py"), _score=s) for i, s in ((1, 9.0), (2, 5.0), (3, 1.0)))
+    rrf = dict((r["id"], s) for r, s in rank.rank([a, b, c], [], [], [], "q", _w("rrf")))
+    assert rrf == pytest.approx({"1": 1 / 11, "2": 1 / 12, "3": 1 / 13})
+    rel = dict((r["id"], s) for r, s in rank.rank([a, b, c], [], [], [], "q", _w("relative")))
+    assert rel == pytest.approx({"1": 1.0 / 11, "2": 0.5 / 11, "3": 0.0})  # min-max
+    both = rank.rank([a], [dict(a, _score=0.8), dict(b, _score=0.2)], [], [], "q", _w("relative"))
+    assert dict((r["id"], s) for r, s in both)["1"] == pytest.approx((1.0 + 1.5) / 11)
+
+
+def _w(fusion: str) -> Weights:
+    return Weights(fusion=fusion, rrf_k=10, dense=1.5, **_plain())
 
 
 def _plain() -> dict:
@@ -110,13 +127,11 @@ def _plain() -> dict:
 
 def test_code_queries_lean_on_exact_matching():
     a, b = row(1, "a.py"), row(2, "b.py")
-    w = Weights(dense=1.0, code_query_dense=0.3, **_plain())
-    nl = rank.rank([a], [b], [], [], "q", w, code=False)
-    code = rank.rank([a], [b], [], [], "q", w, code=True)
-    assert order(nl) == ["1", "2"] and dict((r["id"], s) for r, s in nl)["2"] == pytest.approx(
-        dict((r["id"], s) for r, s in nl)["1"]
-    )
-    assert dict((r["id"], s) for r, s in code)["2"] == pytest.approx(0.3 / 11)
+    w = Weights(fusion="rrf", dense=1.0, code_query_dense=0.3, **_plain())
+    nl = dict((r["id"], s) for r, s in rank.rank([a], [b], [], [], "q", w, code=False))
+    code = dict((r["id"], s) for r, s in rank.rank([a], [b], [], [], "q", w, code=True))
+    assert nl["2"] == pytest.approx(nl["1"]) and nl["2"] == pytest.approx(1 / 11)
+    assert code["2"] == pytest.approx(0.3 / 11) and code["1"] == pytest.approx(1 / 11)
 
 
 def test_a_chunk_defining_the_queried_symbol_is_boosted():
@@ -139,13 +154,14 @@ def test_path_words_in_the_query_boost_matching_files():
     assert order(rank.rank([mod, impls], [], [], [], q, singular))[0] == "4"
 
 
-def test_priors_push_tests_examples_and_plain_text_down():
-    src = row(1, "lib/retry.py")
-    test = row(2, "tests/test_retry.py")
-    example = row(3, "examples/retry_demo.py")
-    text = row(4, "Cargo.toml", kind="code", lang="text")
-    fused = rank.rank([test, example, text, src], [], [], [], "retry", Weights(file_coherence=0.0))
-    assert order(fused)[0] == "1"
+def test_priors_push_tests_and_examples_down():
+    src = row(1, "lib/util.py")
+    test = row(2, "tests/test_util.py")
+    example = row(3, "examples/util_demo.py")
+    w = Weights(file_coherence=0.0, path_match=0.0, fusion="rrf")
+    assert order(rank.rank([test, example, src], [], [], [], "helpers", w))[0] == "1"
+    off = dataclasses.replace(w, priors=False)
+    assert order(rank.rank([test, example, src], [], [], [], "helpers", off))[0] == "2"
     assert rank.path_prior("tests/test_retry.py") < 1.0 and rank.path_prior("lib/retry.py") == 1.0
 
 
@@ -160,7 +176,7 @@ def test_identical_code_is_listed_once_at_its_shortest_path():
 def test_more_hits_from_one_file_have_diminishing_returns():
     a1, a2, a3 = row(1, "a.py", start=1), row(2, "a.py", start=10), row(3, "a.py", start=20)
     b = row(4, "b.py")
-    w = Weights(priors=False, file_coherence=0.0, path_match=0.0, saturation=0.5)
+    w = Weights(fusion="rrf", priors=False, file_coherence=0.0, path_match=0.0, saturation=0.5)
     assert order(rank.rank([a1, a2, a3, b], [], [], [], "q", w)).index("4") < 3
 
 
