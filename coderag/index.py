@@ -250,6 +250,13 @@ class Index:
             self._store = Store(self.root, create=create, fresh_reads=fresh)
         return self._store
 
+    def _writer_store(self, create: bool = True):
+        """A writer's own handle on the database. Searches running meanwhile (other threads:
+        a server, a watcher) keep theirs, so none of them reads a half-written refresh."""
+        from .store import Store
+
+        return Store(self.root, create=create)
+
     def _model_spec(self, meta: dict) -> str:
         """Which model to load: the one named in config, else the one the index was built with."""
         if self.config.model != "auto":
@@ -319,7 +326,7 @@ class Index:
             if rebuild:
                 self._store = None
                 _remove(self.data_dir / "db")  # whatever is there: damaged, foreign, a file
-            store = self._open_store(create=True)
+            store = self._writer_store()
             meta = store.meta() if store.exists() else {}
             old = meta.get("schema_version")
             if isinstance(old, int) and old < SCHEMA_VERSION:
@@ -329,7 +336,7 @@ class Index:
                 )
                 self._store = None
                 _remove(self.data_dir / "db")
-                store = self._open_store(create=True)
+                store = self._writer_store()
                 meta = {}
             loaded: list = []
 
@@ -392,6 +399,8 @@ class Index:
             if self._writes >= 64 or (changed and paths is None):
                 store.optimize()
                 self._writes = 0
+            if self._store is None or not self._store.fresh_reads:
+                self._store = store  # later searches here see what was just written
         stats.seconds = time.perf_counter() - t0
         say("done", stats=stats)
         return stats
@@ -580,12 +589,14 @@ class Index:
         """
         stats = RefreshStats()
         with WriterLock(self.data_dir, self.config.lock_timeout):
-            store = self._open_store()
+            store = self._writer_store(create=False)
             if not store.exists():
                 return 0
             emb = self.embedder
             self._check_meta(store.meta(), emb)
             self._phase_embed(store, emb, stats, progress or (lambda *a, **k: None), limit)
+            if self._store is None or not self._store.fresh_reads:
+                self._store = store
         return stats.chunks_embedded + stats.chunks_reused
 
     def _phase_embed(self, store, emb, stats, say, limit: int = 0) -> None:
