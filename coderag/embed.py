@@ -1187,6 +1187,48 @@ def export_query_encoder(embedder: Embedder, folder: Path) -> Path | None:
     return folder
 
 
+_TC_CONFIG = "token_counter.json"
+
+
+class TokenCounterCopy:
+    """The model's tokenizer alone (``tokenizers``, no torch): sizes chunks exactly as the
+    :class:`Embedder` does, for a refresh that must not wait for the model (a git hook)."""
+
+    def __init__(self, folder: Path, meta: dict) -> None:
+        from tokenizers import Tokenizer
+
+        self.model_id: str = meta["model"]
+        self.dim: int = int(meta["dim"])
+        self.max_tokens: int = int(meta["max_tokens"])
+        self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tok.no_truncation()
+        self._tok.no_padding()
+
+    def count(self, text: str) -> int:
+        return len(self._tok.encode(text, add_special_tokens=False).ids)
+
+
+def export_token_counter(embedder: Embedder, folder: Path) -> Path:
+    """Write ``embedder``'s counting tokenizer and token budget into ``folder`` (any model)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _counting_tokenizer(embedder._tok).save(str(folder / "tokenizer.json"))
+    meta = {"format": 1, "model": embedder.model_id, "dim": embedder.dim}
+    meta["max_tokens"] = embedder.max_tokens
+    (folder / _TC_CONFIG).write_text(json.dumps(meta, indent=1))
+    return folder
+
+
+def load_token_counter(folder: Path) -> TokenCounterCopy | None:
+    """The counter exported to ``folder``, or None when there is none (or it is unusable)."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / _TC_CONFIG).read_text())
+        return TokenCounterCopy(folder, meta) if meta.get("format") == 1 else None
+    except Exception:  # noqa: BLE001 - missing, half written, foreign: the model will do
+        return None
+
+
 def load_query_encoder(folder: Path) -> QueryEncoder | None:
     """The encoder exported to ``folder``, or None when there is none (or it is unusable)."""
     folder = Path(folder)

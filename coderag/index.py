@@ -64,6 +64,7 @@ EMBED_BATCH = 256  # chunks per commit in phase 2
 MAX_QUERY_CHARS = 20_000
 MAX_K = 1000
 QUERY_ENCODER_DIR = "query-encoder"
+TOKEN_COUNTER_DIR = "tokenizer"
 
 _KIND_PRIORITY = {"function": 3.0, "method": 3.0, "class": 2.5, "doc": 2.0, "code": 1.0}
 
@@ -466,8 +467,9 @@ class Index:
         return todo, removed
 
     def _light_counter(self, meta: dict):
-        """The query encoder exported with this index, when it counts tokens exactly as the
-        index's model does (same model, dimension and token budget); else None."""
+        """A torch-free copy of the index model's tokenizer (the query encoder of a BERT-family
+        model, or the exported tokenizer of any model) when it counts tokens exactly as the
+        model does (same model, dimension and token budget); else None."""
         if self._embedder is not None or not meta:
             return None
         if self.config.model not in ("auto", meta.get("model")):
@@ -477,12 +479,19 @@ class Index:
 
             qdir = self.data_dir / QUERY_ENCODER_DIR
             self._query_encoder = embed.load_query_encoder(qdir) if qdir.is_dir() else None
-        enc = self._query_encoder
-        if enc is None or (enc.model_id, enc.dim) != (meta.get("model"), meta.get("dim")):
-            return None
-        if self.config.max_tokens is not None and self.config.max_tokens != enc.max_tokens:
-            return None
-        return enc
+        candidates = [self._query_encoder]
+        tdir = self.data_dir / TOKEN_COUNTER_DIR
+        if tdir.is_dir():
+            from . import embed
+
+            candidates.append(embed.load_token_counter(tdir))  # any model, tokenizer only
+        for enc in candidates:
+            if enc is None or (enc.model_id, enc.dim) != (meta.get("model"), meta.get("dim")):
+                continue
+            if self.config.max_tokens is not None and self.config.max_tokens != enc.max_tokens:
+                continue
+            return enc
+        return None
 
     def _phase_store(self, store, counter, key, paths, contents, stats, say) -> None:
         """Phase 1: chunk new and changed files, store their chunks and files rows.
@@ -777,6 +786,7 @@ class Index:
 
         from . import embed
 
+        self._export_token_counter(emb)
         qdir = self.data_dir / QUERY_ENCODER_DIR
         current = embed.load_query_encoder(qdir) if qdir.is_dir() else None
         if current is not None and (current.model_id, current.dim) == (emb.model_id, emb.dim):
@@ -790,6 +800,30 @@ class Index:
         except Exception:  # noqa: BLE001 - an optimisation: the full model still works
             pass
         finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _export_token_counter(self, emb) -> None:
+        """Keep the model's tokenizer and token budget under .coderag/ (any model), so a git
+        hook sizes chunks without loading the model. Best effort, never half written."""
+        import shutil
+
+        from . import embed
+
+        tdir = self.data_dir / TOKEN_COUNTER_DIR
+        cur = embed.load_token_counter(tdir) if tdir.is_dir() else None
+        if cur is not None and (cur.model_id, cur.dim, cur.max_tokens) == (
+            emb.model_id,
+            emb.dim,
+            emb.max_tokens,
+        ):
+            return
+        tmp = tdir.with_name(tdir.name + ".tmp")
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            embed.export_token_counter(emb, tmp)
+            shutil.rmtree(tdir, ignore_errors=True)
+            tmp.rename(tdir)
+        except Exception:  # noqa: BLE001 - an optimisation: the full model still works
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _query_vector(self, query: str, kind: str, meta: dict):
