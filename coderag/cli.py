@@ -229,8 +229,9 @@ def _vectors_only(idx, args, files) -> int:
     if files or args.staged or args.lexical_only or args.rebuild:
         raise UsageError("--vectors-only takes no files and no --staged/--lexical-only/--rebuild")
     t0, done = time.perf_counter(), 0
-    while n := idx.embed_pending(limit=32):
-        done += n
+    with idx.backfill_turn():  # one back-filler at a time: a second waits, then finds the rest
+        while n := idx.embed_pending(limit=32):
+            done += n
     if args.json:
         print(json.dumps({"chunks_embedded": done, "seconds": round(time.perf_counter() - t0, 3)}))
     elif not args.quiet:

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -33,6 +34,7 @@ from .config import Config, load_config
 from .errors import (
     CoderagError,
     IndexCorrupt,
+    IndexMissing,
     LockHeld,
     ModelMismatch,
     ModelNotFound,
@@ -589,6 +591,24 @@ class Index:
             store.replace_chunks(replace_paths, rows)
             store.upsert_files(file_rows)  # only now are these files done
         stats.files_skipped = len(stats.skipped)
+
+    @contextmanager
+    def backfill_turn(self):
+        """Hold ``.coderag/backfill.lock`` (waiting for it) around a whole back-fill run, so
+        back-to-back git hooks start one model-loading process after another, never two at
+        once; the writer lock is still taken per batch."""
+        if not self.data_dir.is_dir():
+            raise IndexMissing(f"no index at {self.data_dir}; run `coderag index` first")
+        path = self.data_dir / "backfill.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise CoderagError(f"cannot open {path} ({e.strerror or e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def embed_pending(self, limit: int = EMBED_BATCH, *, progress: Progress | None = None) -> int:
         """Embed up to ``limit`` chunks still without a vector (0 = all); returns how many.

@@ -541,3 +541,31 @@ def test_hook_background_vectors_arrive(gitrepo: Path, make_index):
     assert json.loads(r.stdout)["chunks_embedded"] == 0  # nothing left to do
     r = run_cli("index", "--vectors-only", "--staged", "--repo", str(gitrepo))
     assert r.returncode == 2
+
+
+def test_background_back_fillers_take_turns(gitrepo: Path, make_index):
+    """While one back-fill run holds its turn, a second `index --vectors-only` (another
+    commit's) waits instead of loading a second model; then it embeds what is left."""
+    make_index(gitrepo).refresh()
+    append(gitrepo / "uploader" / "client.py", "\n\ndef turn_taking_helper():\n    return 9\n")
+    Index(gitrepo).refresh(lexical_only=True)
+    holder = Index(gitrepo)
+    with holder.backfill_turn():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coderag", "index", "--vectors-only", "--json"],
+            cwd=gitrepo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)
+        assert proc.poll() is None  # waiting for its turn
+        assert Index(gitrepo).status()["dense_coverage"] < 1.0
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["chunks_embedded"] >= 1
+    assert Index(gitrepo).status()["dense_coverage"] == 1.0
+    (gitrepo.parent / "unindexed").mkdir()
+    r = run_cli("index", "--vectors-only", "--repo", str(gitrepo.parent / "unindexed"))
+    assert r.returncode == 1 and "no index" in r.stderr and r.stderr.count("\n") == 1
+    assert not (gitrepo.parent / "unindexed" / ".coderag").exists()  # nothing created
