@@ -23,12 +23,14 @@ Policy
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from . import parse as _parse
@@ -488,3 +490,19 @@ def _owned(defs: list[_parse.Definition]) -> list[_parse.Definition]:
             out.append(d)
     out.sort(key=lambda d: d.start_line)
     return out
+
+
+@functools.cache
+def chunker_version() -> str:
+    """A fingerprint of everything that decides a file's chunks: this module, ``parse`` and
+    every grammar query file (see ``Index.refresh``: an index written under another one is
+    re-chunked, reusing the vectors of chunk texts seen before)."""
+    h = hashlib.blake2b(digest_size=8)
+    for module in (__file__, _parse.__file__):
+        h.update(Path(module).read_bytes())
+    for name in sorted({sp.query or sp.name for sp in _parse.LANGUAGES}):
+        try:
+            h.update(name.encode() + b"\0" + _parse._grammar_text(name).encode())
+        except OSError:
+            h.update(name.encode() + b"\0missing")
+    return h.hexdigest()

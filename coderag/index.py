@@ -207,6 +207,12 @@ def _growing_batches(items: list, first: int, most: int):
         n = min(most, n * 2)
 
 
+def _chunker_fingerprint() -> str:
+    from .chunk import chunker_version
+
+    return f"{chunker_version()}-{rank.stored_text_version()}"
+
+
 def _digest(*parts: object) -> str:
     h = hashlib.blake2b(digest_size=16)
     for p in parts:
@@ -371,6 +377,7 @@ class Index:
                     device=emb.device,
                     dtype=emb.dtype,
                     created_at=_now_iso(),
+                    chunker=_chunker_fingerprint(),
                 )
 
             def counter():
@@ -378,7 +385,18 @@ class Index:
                 index's torch-free query encoder (a hook's few files need no torch)."""
                 return (None if loaded else self._light_counter(meta)) or model()
 
-            self._phase_store(store, counter, (model_id, dim), paths, contents, stats, say)
+            chunker = _chunker_fingerprint()
+            # an index chunked by other code: every file is chunked again (the cache keeps
+            # the vectors of texts that did not change); only a full refresh marks it done
+            rechunk = bool(meta) and meta.get("chunker") != chunker
+            if rechunk and paths is None:
+                stats.notes.append(
+                    "coderag's chunking changed since this index was built; chunking every "
+                    "file again (vectors of unchanged chunks are reused)"
+                )
+            self._phase_store(
+                store, counter, (model_id, dim), paths, contents, stats, say, force=rechunk
+            )
             if first_build or not store.fts_ok():
                 store._create_fts()  # one bulk build beats folding in row by row; or a repair
             if not lexical_only and store.count_pending():
@@ -396,6 +414,8 @@ class Index:
                     dim=dim,
                     schema_version=SCHEMA_VERSION,
                 )
+            if rechunk and paths is None:
+                store.set_meta(chunker=chunker)
             # compaction folds small commits together; a watcher's many small batches pay
             # for it only every so often
             self._writes += stats.files_indexed + stats.files_removed + stats.chunks_embedded
@@ -408,7 +428,7 @@ class Index:
         say("done", stats=stats)
         return stats
 
-    def _plan(self, store, paths, contents, stats):
+    def _plan(self, store, paths, contents, stats, force: bool = False):
         """Which files to (re)chunk and which rows to remove."""
         known = store.file_rows()
         # chunks whose file row was never written (a run killed between a batch's two commits);
@@ -462,7 +482,8 @@ class Index:
         todo = []
         for e in entries:
             row = known.get(e.path)
-            if row and e.mtime_ns >= 0 and row["size"] == e.size and row["mtime_ns"] == e.mtime_ns:
+            same_stat = row and row["size"] == e.size and row["mtime_ns"] == e.mtime_ns
+            if same_stat and e.mtime_ns >= 0 and not force:
                 stats.files_unchanged += 1
                 continue
             todo.append((e, row))
@@ -495,7 +516,9 @@ class Index:
             return enc
         return None
 
-    def _phase_store(self, store, counter, key, paths, contents, stats, say) -> None:
+    def _phase_store(
+        self, store, counter, key, paths, contents, stats, say, force: bool = False
+    ) -> None:
         """Phase 1: chunk new and changed files, store their chunks and files rows.
 
         ``counter()`` returns what sizes the chunks (the model's tokenizer), obtained only if
@@ -503,7 +526,7 @@ class Index:
         from .chunk import chunk_file
         from .parse import detect_language
 
-        todo, removed = self._plan(store, paths, contents, stats)
+        todo, removed = self._plan(store, paths, contents, stats, force)
         if removed:
             store.delete_files(removed)
             stats.files_removed += len(removed)
@@ -527,7 +550,7 @@ class Index:
                     say("parsed", files=1, chunks=0)
                     continue
                 assert isinstance(text, Text)
-                if known_row and known_row["hash"] == text.digest:
+                if known_row and known_row["hash"] == text.digest and not force:
                     # touched, not changed: only the stat fields move
                     file_rows.append({**known_row, "mtime_ns": entry.mtime_ns, "size": entry.size})
                     stats.files_unchanged += 1

@@ -7,6 +7,9 @@ identifier exactly or describe it in words. The same expansion is applied to que
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -56,6 +59,16 @@ def search_text(text: str, path: str, symbol: str | None) -> str:
         sym = expand(symbol)
         head.extend(sym + sym)  # a chunk is about its own name: count it more than a mention
     return " ".join(head) + "\n" + " ".join(expand(text))
+
+
+@functools.cache
+def stored_text_version() -> str:
+    """A fingerprint of the code that computes stored columns (``search_text``, ``name``):
+    when it changes, an index's rows are recomputed on the next full refresh."""
+    h = hashlib.blake2b(digest_size=8)
+    for fn in (split_identifier, expand, search_text, symbol_name):
+        h.update(inspect.getsource(fn).encode())
+    return h.hexdigest()
 
 
 def query_terms(query: str) -> str:

@@ -154,3 +154,28 @@ def test_lancedb_http_client_is_loaded_only_on_demand(smallrepo, make_index):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[:2] == ["no api", "ApiClient True"]
+
+
+def test_index_chunked_by_other_code_is_chunked_again_reusing_vectors(smallrepo, make_index):
+    """After an upgrade that changes chunking, the next full refresh re-chunks every file
+    (unchanged files too) and embeds only texts it has not seen; a partial refresh (a hook's)
+    re-chunks its files but leaves the index marked for the full one."""
+    from coderag.store import Store
+
+    idx = make_index(smallrepo)
+    first = idx.refresh()
+    before = rows_of(smallrepo)
+    Store(smallrepo, create=True).set_meta(chunker="written-by-an-older-chunker")
+
+    part = make_index(smallrepo).refresh([str(smallrepo / "uploader" / "cli.py")])
+    assert part.files_indexed == 1 and not part.notes
+    assert Store(smallrepo).meta()["chunker"] == "written-by-an-older-chunker"
+
+    full = make_index(smallrepo).refresh()
+    assert full.files_indexed == first.files_indexed  # every file, though none changed
+    assert full.chunks_embedded == 0 and full.chunks_reused > 0  # the cache had every text
+    assert any("chunking changed" in n for n in full.notes)
+    assert rows_of(smallrepo) == before
+    assert Store(smallrepo).meta()["chunker"] != "written-by-an-older-chunker"
+    again = make_index(smallrepo).refresh()
+    assert again.files_indexed == 0 and not again.notes
