@@ -38,6 +38,8 @@ import time
 import zipfile
 from pathlib import Path
 
+from _common import cpu_name  # bench/, first on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 CORPUS_DIR = OUT / "corpus"
@@ -460,14 +462,7 @@ def _table(rows: list[dict]) -> str:
 
 
 def _write_results(packages, files, by_lang, table, repeat) -> None:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name("unknown CPU")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     pkgs = ", ".join(f"{p['package']} ({p['registry']})" for p in packages)
     text = f"""## Chunking benchmark

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import cpu_name  # bench/, first on sys.path
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 PY = sys.executable
 WORDS = (
@@ -195,14 +197,7 @@ def row(name: str, runs: list[tuple[float, float, float]], goal: str) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"{os.cpu_count()} cores ({cpu}), no GPU used, Python {platform.python_version()}, load {load:.1f}"
 

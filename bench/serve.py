@@ -40,6 +40,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _common import cpu_name, pct, say  # noqa: E402  (bench/, first on sys.path)
+
 GOAL_WARM_P50_MS = 50.0
 GOAL_CLI_NL_P50_S = 1.0
 GOAL_CLI_LEXICAL_P50_S = 0.3
@@ -69,29 +71,9 @@ QUESTIONS = [
 PREFIXES = ["", "show me ", "where do we ", "code that does: ", "how to ", "find "]
 
 
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def machine() -> str:
     load = os.getloadavg()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return (
         f"{cpu}, {os.cpu_count()} cores, no GPU used, Python {platform.python_version()}, "
         f"load average {load[0]:.1f} at start"

@@ -41,23 +41,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _common import pct, say  # noqa: E402  (bench/, first on sys.path)
+
 from coderag import Index  # noqa: E402
 from coderag.watch import Watcher  # noqa: E402
 
 RETURN_RE = re.compile(r"^(?P<indent>[ \t]+)return\b", re.M)
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def machine() -> str:
