@@ -1213,8 +1213,12 @@ def export_token_counter(embedder: Embedder, folder: Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _counting_tokenizer(embedder._tok).save(str(folder / "tokenizer.json"))
-    meta = {"format": 1, "model": embedder.model_id, "dim": embedder.dim}
-    meta["max_tokens"] = embedder.max_tokens
+    meta = {
+        "format": 1,
+        "model": embedder.model_id,
+        "dim": embedder.dim,
+        "max_tokens": embedder.max_tokens,
+    }
     (folder / _TC_CONFIG).write_text(json.dumps(meta, indent=1))
     return folder
 

@@ -380,10 +380,16 @@ class Index:
                     chunker=_chunker_fingerprint(),
                 )
 
+            light: list = []
+
             def counter():
                 """What sizes chunks: the loaded embedder, else the same tokenizer from the
-                index's torch-free query encoder (a hook's few files need no torch)."""
-                return (None if loaded else self._light_counter(meta)) or model()
+                index's torch-free copy (a hook's few files need no torch); looked up once."""
+                if loaded:
+                    return loaded[0]
+                if not light:
+                    light.append(self._light_counter(meta))
+                return light[0] or model()
 
             chunker = _chunker_fingerprint()
             # an index chunked by other code: every file is chunked again (the cache keeps
@@ -502,18 +508,23 @@ class Index:
 
             qdir = self.data_dir / QUERY_ENCODER_DIR
             self._query_encoder = embed.load_query_encoder(qdir) if qdir.is_dir() else None
-        candidates = [self._query_encoder]
+
+        def fits(enc) -> bool:
+            return (
+                enc is not None
+                and (enc.model_id, enc.dim) == (meta.get("model"), meta.get("dim"))
+                and self.config.max_tokens in (None, enc.max_tokens)
+            )
+
+        if fits(self._query_encoder):
+            return self._query_encoder
         tdir = self.data_dir / TOKEN_COUNTER_DIR
         if tdir.is_dir():
             from . import embed
 
-            candidates.append(embed.load_token_counter(tdir))  # any model, tokenizer only
-        for enc in candidates:
-            if enc is None or (enc.model_id, enc.dim) != (meta.get("model"), meta.get("dim")):
-                continue
-            if self.config.max_tokens is not None and self.config.max_tokens != enc.max_tokens:
-                continue
-            return enc
+            enc = embed.load_token_counter(tdir)  # any model, tokenizer only
+            if fits(enc):
+                return enc
         return None
 
     def _phase_store(
