@@ -395,6 +395,9 @@ def read_query(args) -> tuple[str, bool | None]:
 
 def cmd_search(args) -> int:
     query, code = read_query(args)
+    # the same search, whether a running server or this process answers it
+    params = {"k": args.k, "mode": args.mode, "lang": args.lang, "path": args.path}
+    params |= {"kind": args.kind, "code": code, "files": args.files, "rerank": args.rerank}
     url, auto, hits, coverage = args.server, False, None, None
     if (
         not url
@@ -417,36 +420,14 @@ def cmd_search(args) -> int:
 
             repo = str(find_root(args.repo))
         try:
-            hits = remote_search(
-                url,
-                query,
-                repo=repo,
-                k=args.k,
-                mode=args.mode,
-                lang=args.lang,
-                path=args.path,
-                kind=args.kind,
-                code=code,
-                files=args.files,
-                rerank=args.rerank,
-            )
+            hits = remote_search(url, query, repo=repo, **params)
         except ServerUnavailable:
             if not auto:
                 raise  # an explicit --server that does not answer is an error
             hits = None  # server.json outlived its server: search here
     if hits is None:
         idx = _index_for(args)
-        found = idx.search(
-            query,
-            k=args.k,
-            mode=args.mode,
-            lang=args.lang,
-            path=args.path,
-            kind=args.kind,
-            code=code,
-            files=args.files,
-            rerank=args.rerank,
-        )
+        found = idx.search(query, **params)
         hits = [h.to_dict() for h in found]
         coverage = idx.last_dense_coverage
     if args.json:
