@@ -14,7 +14,13 @@ from coderag.rank import Weights
 
 from .conftest import run_cli
 
-PLAIN = Weights(priors=False, file_coherence=0.0, saturation=1.0, path_match=0.0)
+
+def _plain() -> dict:
+    """Weights with every boost and prior off: the bare fusion."""
+    return dict(priors=False, file_coherence=0.0, saturation=1.0, path_match=0.0)
+
+
+PLAIN = Weights(**_plain())
 
 
 def row(i, path="a.py", kind="function", symbol=None, start=1, end=5, text=None, lang="python"):
@@ -119,10 +125,6 @@ def test_fusion_scores():
 
 def _w(fusion: str) -> Weights:
     return Weights(fusion=fusion, rrf_k=10, dense=1.5, **_plain())
-
-
-def _plain() -> dict:
-    return dict(priors=False, file_coherence=0.0, saturation=1.0, path_match=0.0)
 
 
 def test_code_queries_lean_on_exact_matching():
