@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Walk the repository, chunk code and docs with tree-sitter, embed and store "
         "them under <repo>/.coderag/. Unchanged files are skipped; only changed chunks are embedded.",
         epilog="examples:\n  coderag index\n  coderag index ~/src/project --json\n"
-        "  coderag index src/app.py src/util.py\n  coderag index --rebuild --model ./my-model",
+        "  coderag index src/app.py src/util.py\n  coderag index --rebuild --model ./my-model\n"
+        "  coderag index --vectors-only   # embed what --lexical-only or a git hook left",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     pi.add_argument(

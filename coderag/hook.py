@@ -117,6 +117,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         epilog="examples:\n  coderag hook run pre-commit\n"
         "  coderag hook run pre-commit -- src/app.py src/util.py\n"
         "  coderag hook run --json post-checkout -- HEAD@{1} HEAD 1\n"
+        "  coderag hook run --vectors inline pre-commit   # embed before returning\n"
         "(options go before the hook name; what follows -- is passed through)",
         formatter_class=raw,
     )
