@@ -15,6 +15,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # hooks run by real git commands embed inline in tests (deterministic counts); the default
 # background mode has its own tests in test_hook.py
 os.environ.setdefault("CODERAG_HOOK_VECTORS", "inline")
+# the user's own folders (the key that stamps .coderag/, the runtime dir where servers publish
+# their address and secret): private to this test session, never the real home
+_USER = Path(__import__("tempfile").mkdtemp(prefix="coderag-tests-user-"))
+os.environ["XDG_CONFIG_HOME"] = str(_USER / "config")
+os.environ["XDG_RUNTIME_DIR"] = str(_USER / "run")
+(_USER / "run").mkdir(mode=0o700)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
