@@ -11,6 +11,7 @@ ends up in the run's summary.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -184,13 +185,42 @@ def _read_lines(path: Path) -> list[str]:
         return []
 
 
+def link_on_path(root: Path, rel: str) -> str | None:
+    """The first component of ``rel`` (a prefix of it, itself included) that is a symbolic
+    link, or None. Paths named explicitly (watcher events, hook diffs, ``index FILE``,
+    ``/refresh``) pass here so that a folder link never leads outside the tree."""
+    parts = [p for p in rel.split("/") if p]
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        try:
+            if stat.S_ISLNK(os.lstat(root / prefix).st_mode):
+                return prefix
+        except OSError:
+            return None  # gone: nothing below it can be read either
+    return None
+
+
+def is_real_dir(root: Path, rel: str) -> bool:
+    """Is ``rel`` a folder reached without following any symbolic link?"""
+    if link_on_path(root, rel) is not None:
+        return False
+    try:
+        return stat.S_ISDIR(os.lstat(root / rel).st_mode)
+    except OSError:
+        return False
+
+
 def walk(root: Path, config: Config, under: str = "") -> tuple[list[FileEntry], list[Skip]]:
     """Every indexable file under ``root`` (or its folder ``under``; sorted), and the files
-    passed over with reasons."""
+    passed over with reasons. No symbolic link is followed, ``under``'s own included."""
     rules = IgnoreRules(root, config)
     found: list[FileEntry] = []
     skipped: list[Skip] = []
-    stack = [under.strip("/")]
+    under = under.strip("/")
+    link = link_on_path(root, under) if under else None
+    if link is not None:
+        return found, [Skip(_printable(link), "symbolic link (not followed)")]
+    stack = [under]
     while stack:
         rel_dir = stack.pop()
         try:
@@ -218,7 +248,9 @@ def walk(root: Path, config: Config, under: str = "") -> tuple[list[FileEntry], 
                     skipped.append(Skip(rel, "symbolic link (not followed)"))
                 continue
             if stat.S_ISDIR(mode):
-                if name in ALWAYS_SKIP_DIRS or rules.ignored(rel, True):
+                if name in ALWAYS_SKIP_DIRS or name.startswith(DATA_DIR + "."):
+                    continue  # the index, and a folder coderag is making or removing
+                if rules.ignored(rel, True):
                     continue
                 if os.path.exists(root / rel / "pyvenv.cfg"):  # False, not EACCES, if closed
                     continue  # a virtualenv under any name
@@ -280,6 +312,9 @@ def check_path(root: Path, rel: str, max_bytes: int | None) -> FileEntry | Skip 
     bad = _bad_name(rel)
     if bad:
         return Skip(_printable(rel), bad)
+    link = link_on_path(root, rel)
+    if link is not None and link != rel:
+        return Skip(rel, f"inside the symbolic link {link} (not followed)")
     try:
         st = os.lstat(root / rel)
     except OSError:
@@ -296,17 +331,37 @@ def check_path(root: Path, rel: str, max_bytes: int | None) -> FileEntry | Skip 
     return FileEntry(rel, st.st_size, st.st_mtime_ns)
 
 
+def open_beneath(root: Path, rel: str) -> int:
+    """A read-only descriptor of ``root/rel`` opened one component at a time with
+    ``O_NOFOLLOW``: a link anywhere on the way (even one swapped in while we look) fails the
+    open with ELOOP/ENOTDIR instead of leading outside the tree. FIFOs do not block it."""
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise OSError(errno.EINVAL, "not a path inside the repository", rel)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            nxt = os.open(
+                part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+            )
+            os.close(fd)
+            fd = nxt
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        return os.open(parts[-1], flags, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
 def read_bytes(root: Path, rel: str, max_bytes: int) -> bytes | Skip:
     """The bytes of one file, or a Skip. Safe against the file changing under us: a path
     that became a link is not followed (``O_NOFOLLOW``), and one that became a FIFO does not
     block the open (``O_NONBLOCK``) and is refused after an ``fstat``."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(root / rel, flags)
+        fd = open_beneath(root, rel)
     except FileNotFoundError:
         return Skip(rel, "vanished before it could be read")
     except OSError as e:
-        if os.path.islink(root / rel):
+        if e.errno in (errno.ELOOP, errno.ENOTDIR) and link_on_path(root, rel):
             return Skip(rel, "symbolic link (not followed)")
         return Skip(rel, f"unreadable ({e.strerror or e})")
     try:

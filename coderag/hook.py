@@ -8,9 +8,11 @@ changed, so it stays cheap:
 * ``post-checkout`` (``git diff OLD NEW``), ``post-merge`` and ``post-rewrite``
   (``ORIG_HEAD..HEAD``) refresh only the files that differ. The embedding cache is keyed by
   chunk text, so switching back to a branch seen before embeds nothing.
-* When a ``coderag serve`` runs for the repository (``.coderag/server.json``), the paths are
-  handed to it and the hook process loads no model: the index and torch are imported only
-  on the inline path, after that decision.
+* When a ``coderag serve`` runs for the repository (found in the user's private runtime
+  folder, never through a file in the repository; it must prove it knows the secret it
+  published there before any path is sent), the paths are handed to it and the hook
+  process loads no model: the index and torch are imported only on the inline path, after
+  that decision.
 * A hook never stops a commit or a checkout because indexing failed: it warns on stderr and
   exits 0, unless installed with ``--strict``. Ignored files are never indexed (the index
   applies ``.gitignore``/``.coderagignore`` to every path it is given). Without an index yet,
@@ -482,10 +484,10 @@ def spawn_vectors(root: Path) -> int:
     """Start ``coderag index --vectors-only`` detached from the hook (its own session, no
     terminal), so git returns at once; it waits for the writer lock like any writer. Its
     error output goes to ``.coderag/background.log``."""
-    from .config import DATA_DIR
+    from . import datadir
 
     cmd = [sys.executable, "-m", "coderag", "index", "--vectors-only", "-q", "--repo", str(root)]
-    with open(root / DATA_DIR / "background.log", "ab") as err:
+    with os.fdopen(datadir.open_log(root), "ab") as err:
         proc = subprocess.Popen(
             cmd,
             cwd=root,
@@ -510,27 +512,20 @@ def _index_exists(root: Path) -> bool:
     return (root / DATA_DIR / "db").is_dir()  # store.DB_DIR, without importing numpy
 
 
-def server_url(root: Path) -> str | None:
-    """The URL of a ``coderag serve`` running for ``root`` (its ``server.json`` names a live
-    process), or None. Only a server on a loopback address is trusted with paths."""
-    from urllib.parse import urlsplit
+def server_url(root: Path):
+    """The ``coderag serve`` running for ``root`` (a :class:`~coderag.server.LocalServer`:
+    loopback URL and per-start secret, from the file it published in the user's runtime
+    folder), or None. Nothing in the repository is consulted."""
+    from .server import find_server
 
-    from .server import find_server, is_loopback
-
-    url = find_server(root)
-    if not url:
-        return None
-    try:
-        host = urlsplit(url if "://" in url else "http://" + url).hostname or ""
-    except ValueError:
-        return None
-    return url if is_loopback(host) else None
+    return find_server(root)
 
 
-def _hand_to_server(url: str, root: Path, paths: list[str]) -> dict | None:
-    """``POST /refresh`` the paths and wait; None when nothing answers (index inline then).
-    A server that answers with an error raises: it is there, so indexing beside it would
-    only fight it for the lock."""
+def _hand_to_server(url, root: Path, paths: list[str]) -> dict | None:
+    """``POST /refresh`` the paths and wait; None when nothing answers or what answers cannot
+    prove it is that server (index inline then; nothing was sent to it). A server that
+    answers with an error raises: it is there, so indexing beside it would only fight it
+    for the lock."""
     from .server import ServerUnavailable, remote_refresh
 
     send = [str(root / p) for p in paths] if len(paths) <= SERVER_MAX_PATHS else None

@@ -17,10 +17,8 @@ Only one process writes at a time (``WriterLock``); any number may search.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -29,13 +27,12 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from . import rank
+from . import datadir, rank
 from .config import Config, load_config
 from .errors import (
     CoderagError,
     IndexCorrupt,
     IndexMissing,
-    LockHeld,
     ModelMismatch,
     ModelNotFound,
     UsageError,
@@ -50,6 +47,7 @@ from .files import (
     decode,
     find_root,
     git_head,
+    is_real_dir,
     iter_paths,
     read_bytes,
     walk,
@@ -65,8 +63,8 @@ FILE_BATCH = 200  # files per commit in phase 1
 EMBED_BATCH = 256  # chunks per commit in phase 2
 MAX_QUERY_CHARS = 20_000
 MAX_K = 1000
-QUERY_ENCODER_DIR = "query-encoder"
-TOKEN_COUNTER_DIR = "tokenizer"
+QUERY_ENCODER_DIR = datadir.QUERY_ENCODER
+TOKEN_COUNTER_DIR = datadir.TOKENIZER
 
 _KIND_PRIORITY = {"function": 3.0, "method": 3.0, "class": 2.5, "doc": 2.0, "code": 1.0}
 
@@ -126,58 +124,18 @@ class Hit:
         return asdict(self)
 
 
-class WriterLock:
-    """An exclusive ``flock`` on ``.coderag/lock``: released by the kernel if the holder dies,
-    so a killed indexer never leaves a lock behind. The holder's pid is written for messages."""
+class WriterLock(datadir.FileLock):
+    """The index's writer lock (``.coderag/lock``): one writer at a time, released by the
+    kernel if the holder dies. ``data_dir`` is the ``.coderag`` folder."""
 
     def __init__(self, data_dir: Path, timeout: float):
-        self.path = data_dir / "lock"
-        self.timeout = timeout
-        self.fd: int | None = None
-
-    def acquire(self) -> WriterLock:
-        folder = self.path.parent
-        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-            raise IndexCorrupt(f"{folder} is not a folder; run `coderag index --rebuild`")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise CoderagError(f"cannot create {self.path} ({e.strerror or e})") from None
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_pid(self.path)
-                    os.close(fd)
-                    who = f" (pid {holder})" if holder else ""
-                    raise LockHeld(
-                        f"another coderag process{who} is writing this index; "
-                        f"waited {self.timeout:.0f}s, try again when it is done"
-                    ) from None
-                time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self.fd = fd
-        return self
-
-    def release(self) -> None:
-        if self.fd is not None:
-            try:
-                os.ftruncate(self.fd, 0)
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
-            finally:
-                os.close(self.fd)
-                self.fd = None
-
-    def __enter__(self) -> WriterLock:
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
+        super().__init__(
+            Path(data_dir).parent,
+            datadir.WRITER_LOCK,
+            timeout=timeout,
+            busy="another coderag process{who} is writing this index; "
+            f"waited {timeout:.0f}s, try again when it is done",
+        )
 
 
 def _remove(path: Path) -> None:
@@ -188,13 +146,6 @@ def _remove(path: Path) -> None:
         path.unlink()
     elif path.is_dir():
         shutil.rmtree(path)
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
 
 
 def _growing_batches(items: list, first: int, most: int):
@@ -329,8 +280,12 @@ class Index:
         t0 = time.perf_counter()
         say = progress or (lambda *a, **k: None)
         stats = RefreshStats()
-        if rebuild and (self.data_dir.is_symlink() or self.data_dir.is_file()):
-            self.data_dir.unlink()  # a file where the index folder belongs: --rebuild replaces it
+        if rebuild:
+            try:
+                datadir.check(self.root)
+            except CoderagError:  # a link, a file, a foreign folder: --rebuild replaces it
+                self._store = None
+                datadir.replace(self.root)
         with WriterLock(self.data_dir, self.config.lock_timeout):
             if rebuild:
                 self._store = None
@@ -451,7 +406,7 @@ class Index:
             rules = IgnoreRules(self.root, self.config)
             entries, removed = [], []
             for rel in dict.fromkeys(iter_paths(self.root, paths)):
-                if rel in ("", ".") or (self.root / rel).is_dir():
+                if rel in ("", ".") or is_real_dir(self.root, rel):
                     # a folder: its files on disk, and whatever the index holds under it
                     found, skipped = walk(self.root, self.config, under="" if rel == "." else rel)
                     stats.skipped.extend(skipped)
@@ -633,16 +588,8 @@ class Index:
         once; the writer lock is still taken per batch."""
         if not self.data_dir.is_dir():
             raise IndexMissing(f"no index at {self.data_dir}; run `coderag index` first")
-        path = self.data_dir / "backfill.lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise CoderagError(f"cannot open {path} ({e.strerror or e})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with datadir.FileLock(self.root, datadir.BACKFILL_LOCK, timeout=None, busy=""):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def embed_pending(self, limit: int = EMBED_BATCH, *, progress: Progress | None = None) -> int:
         """Embed up to ``limit`` chunks still without a vector (0 = all); returns how many.

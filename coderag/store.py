@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import datadir
 from .config import DATA_DIR
 from .errors import CoderagError, IndexCorrupt, IndexMissing
 
@@ -152,17 +153,12 @@ class Store:
         self.root = root
         self.dir = data_dir(root)
         self.fresh_reads = fresh_reads
-        for p in (self.dir, self.dir / DB_DIR):
-            if p.is_symlink() or (p.exists() and not p.is_dir()):
-                raise IndexCorrupt(f"{p} is not a folder; {REBUILD_HINT}")
-        if not self.dir.is_dir():
-            if not create:
-                raise IndexMissing(f"no index at {self.dir}; run `coderag index` first")
-            self.dir.mkdir(parents=True, exist_ok=True)
-        gi = self.dir / ".gitignore"
-        if create and not gi.exists():
-            gi.write_text("*\n", encoding="utf-8")
+        # a link, another user's folder, one this user's coderag did not make: refused
+        if datadir.check(root, create=create) is None:
+            raise IndexMissing(f"no index at {self.dir}; run `coderag index` first")
         db_path = self.dir / DB_DIR
+        if db_path.is_symlink() or (db_path.exists() and not db_path.is_dir()):
+            raise IndexCorrupt(f"{db_path} is not a folder; {REBUILD_HINT}")
         if not create and not db_path.is_dir():
             raise IndexMissing(f"no index at {self.dir}; run `coderag index` first")
         lancedb = _import_lancedb()

@@ -30,7 +30,6 @@ Only this module imports watchdog, and only inside functions.
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import signal
@@ -43,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import datadir
 from .errors import CoderagError, LockHeld, UsageError
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ RETRY_MAX_S = 60.0
 STOP_GRACE_S = 2.0
 
 RULE_FILES = frozenset({".gitignore", ".coderagignore"})
-LOCK_NAME = "watch.lock"
+LOCK_NAME = datadir.WATCH_LOCK
 FLUSH_PREFIX = "watch-flush-"
 
 EPILOG = """examples:
@@ -155,7 +155,7 @@ class Watcher:
         self._stopping = False
         self._cancel = False
         self._started = False
-        self._lock_fd: int | None = None
+        self._lock = None
         self._observer = None
         self._log_filter: _OverflowFilter | None = None
         self._worker: threading.Thread | None = None
@@ -274,7 +274,9 @@ class Watcher:
             if not rel or rel == "." or rel.startswith(".."):
                 continue
             rel = Path(rel).as_posix()
-            if (self.root / rel).is_dir():
+            from .files import is_real_dir
+
+            if is_real_dir(self.root, rel):  # never a folder reached through a link
                 if not self._dir_excluded(rel):
                     for sub in _files_below(self.root, rel):
                         self._on_path(sub)
@@ -283,34 +285,17 @@ class Watcher:
 
     # ------------------------------------------------------------------ the lock
     def _acquire_lock(self) -> None:
-        data = self.index.data_dir
-        data.mkdir(parents=True, exist_ok=True)
-        ignore = data / ".gitignore"  # as the store writes it: keep .coderag/ out of git
-        if not ignore.exists():
-            ignore.write_text("*\n", encoding="utf-8")
-        path = data / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                holder = os.read(fd, 32).decode("ascii", "replace").strip()
-            finally:
-                os.close(fd)
-            who = f" (pid {holder})" if holder.isdigit() else ""
-            raise LockHeld(f"another coderag watch{who} is watching this repository") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        self._lock = datadir.FileLock(
+            self.root,
+            datadir.WATCH_LOCK,
+            timeout=0,
+            busy="another coderag watch{who} is watching this repository",
+        ).acquire()
 
     def _release_lock(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            try:
-                os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def _shutdown(self) -> None:
         self._stop_observer()
@@ -865,8 +850,13 @@ def _in_virtualenv(root: Path, parts: list[str]) -> bool:
 
 
 def _files_below(root: Path, rel_dir: str) -> list[str]:
-    """Repo-relative paths of the regular files under a folder (no symlinks followed)."""
+    """Repo-relative paths of the regular files under a folder (no symlinks followed, the
+    folder's own path included)."""
+    from .files import is_real_dir
+
     out: list[str] = []
+    if not is_real_dir(root, rel_dir):
+        return out
     stack = [rel_dir]
     while stack:
         d = stack.pop()
