@@ -6,11 +6,11 @@ unpacked from an archive, copied from another machine): its files may be symboli
 
 * a real folder (not a symbolic link), owned by the current user, and private (0700: the index
   holds the repository's text, which may include secrets; a wider folder is narrowed);
-* stamped by this user's coderag: ``.coderag/owner`` holds a random nonce and an HMAC of it
-  and of the folder's inode under the user's secret key (:func:`coderag.userdirs.user_key`),
-  written when coderag made the folder. A committed or copied folder cannot carry a valid
-  stamp (the key never leaves the user's config folder, and a checkout or copy gets a new
-  inode), so it is refused with one line; ``coderag index --rebuild`` replaces it.
+* stamped by this user's coderag: ``.coderag/owner`` holds a random nonce and its HMAC under
+  the user's secret key (:func:`coderag.userdirs.user_key`), written when coderag made the
+  folder. A folder that came with a repository cannot carry a valid stamp (the key never
+  leaves the user's config folder), so it is refused with one line; ``coderag index
+  --rebuild`` replaces it. The user's own copies and moves keep working.
 
 Files inside are opened with ``O_NOFOLLOW`` and created 0600 (:func:`open_file`), and the three
 ``flock`` locks (writer, watcher, back-fill) share :class:`FileLock`. Standard library only.
@@ -56,11 +56,11 @@ def path(root: Path) -> Path:
     return Path(root) / NAME
 
 
-def _mac(key: bytes, nonce: str, inode: int) -> str:
-    return hmac.new(key, f"{nonce}:{inode}".encode(), hashlib.sha256).hexdigest()
+def _mac(key: bytes, nonce: str) -> str:
+    return hmac.new(key, f"{_STAMP_MAGIC}:{nonce}".encode(), hashlib.sha256).hexdigest()
 
 
-def _stamp_ok(folder: Path, inode: int) -> bool:
+def _stamp_ok(folder: Path) -> bool:
     from .userdirs import read_private, user_key
 
     data = read_private(folder / STAMP, limit=512)
@@ -69,14 +69,14 @@ def _stamp_ok(folder: Path, inode: int) -> bool:
     parts = data.decode("ascii", "replace").split()
     if len(parts) != 3 or parts[0] != _STAMP_MAGIC:
         return False
-    return hmac.compare_digest(parts[2], _mac(user_key(), parts[1], inode))
+    return hmac.compare_digest(parts[2], _mac(user_key(), parts[1]))
 
 
-def _write_stamp(folder: Path, inode: int) -> None:
+def _write_stamp(folder: Path) -> None:
     from .userdirs import user_key, write_private
 
     nonce = secrets.token_hex(16)
-    line = f"{_STAMP_MAGIC} {nonce} {_mac(user_key(), nonce, inode)}\n"
+    line = f"{_STAMP_MAGIC} {nonce} {_mac(user_key(), nonce)}\n"
     write_private(folder / STAMP, line.encode("ascii"))
 
 
@@ -106,14 +106,14 @@ def check(root: Path, *, create: bool = False) -> Path | None:
             os.chmod(folder, 0o700, follow_symlinks=False)
         except OSError as e:
             raise CoderagError(f"cannot make {folder} private ({e.strerror or e})") from None
-    if _stamp_ok(folder, st.st_ino):
+    if _stamp_ok(folder):
         return folder
     try:
         empty = not any(os.scandir(folder))
     except OSError:
         empty = False
     if empty:  # made by hand, or by a coderag killed before stamping: nothing to distrust
-        _finish(folder, st.st_ino)
+        _finish(folder)
         return folder
     raise Untrusted(
         f"{folder} was not made by your coderag (committed to the repository, copied from "
@@ -121,13 +121,13 @@ def check(root: Path, *, create: bool = False) -> Path | None:
     )
 
 
-def _finish(folder: Path, inode: int) -> None:
+def _finish(folder: Path) -> None:
     gi = folder / ".gitignore"
     if not os.path.lexists(gi):
         fd = os.open(gi, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("*\n")
-    _write_stamp(folder, inode)
+    _write_stamp(folder)
 
 
 def _make(folder: Path) -> Path:
@@ -136,7 +136,7 @@ def _make(folder: Path) -> Path:
     tmp = folder.with_name(f"{NAME}.new-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         os.mkdir(tmp, 0o700)
-        _finish(tmp, os.lstat(tmp).st_ino)
+        _finish(tmp)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise CoderagError(f"cannot create {folder} ({e.strerror or e})") from None
@@ -218,8 +218,11 @@ class FileLock:
                         who = f" (pid {holder})" if holder else ""
                         raise LockHeld(self.busy.format(who=who)) from None
                     time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # the holder's pid, for messages only (a full disk must not fail the lock)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
         self.fd = fd
         return self
 

@@ -31,6 +31,10 @@ class IndexCorrupt(CoderagError):
     """The .coderag/ folder is damaged, foreign or of an unknown schema."""
 
 
+class DiskFull(CoderagError):
+    """A write failed for lack of space (or quota); what was committed before is kept."""
+
+
 class ModelNotFound(CoderagError):
     """The embedding model could not be loaded from any place that was tried."""
 

@@ -291,7 +291,14 @@ class Index:
                 self._store = None
                 _remove(self.data_dir / "db")  # whatever is there: damaged, foreign, a file
             store = self._writer_store()
-            meta = store.meta() if store.exists() else {}
+            lost = store.partial()
+            if lost:  # tables deleted by hand: never a silently empty index
+                stats.notes.append(
+                    f"the index had lost its {', '.join(sorted(lost))} table(s); indexing "
+                    "every file again (cached vectors are reused)"
+                )
+                store.drop_content()
+            meta = store.meta() if store.exists() or lost else {}
             old = meta.get("schema_version")
             if isinstance(old, int) and old < SCHEMA_VERSION:
                 stats.notes.append(
@@ -674,6 +681,7 @@ class Index:
         if not query.strip():
             raise UsageError("empty query")
         store = self._open_store().snapshot()  # every query of this search reads one commit
+        store.require_complete()
         meta = store.meta()
         if not meta:
             raise CoderagError(f"the index at {self.data_dir} is empty; run `coderag index`")
@@ -849,6 +857,7 @@ class Index:
         from .store import Store
 
         store = Store(self.root, fresh_reads=True)
+        store.require_complete()
         meta = store.meta()
         if not meta or not store.exists():
             raise CoderagError(f"the index at {self.data_dir} is empty; run `coderag index`")

@@ -18,6 +18,7 @@ rows, never both, never neither). Callers hold the writer lock (see ``index.Writ
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib.util
 import json
@@ -33,10 +34,12 @@ import numpy as np
 
 from . import datadir
 from .config import DATA_DIR
-from .errors import CoderagError, IndexCorrupt, IndexMissing
+from .errors import CoderagError, DiskFull, IndexCorrupt, IndexMissing
 
 SCHEMA_VERSION = 2
 DB_DIR = "db"
+#: the tables every built index has (``embeddings``, the vector cache, may be missing)
+CORE_TABLES = frozenset({"chunks", "files", "meta"})
 REBUILD_HINT = "run `coderag index --rebuild`"
 
 CHUNK_COLUMNS = (
@@ -198,6 +201,7 @@ class Store:
             if name not in self._names:
                 self._names = set(self._table_names())
                 if name not in self._names:
+                    self.require_complete()  # the others are there: it was deleted
                     raise IndexMissing(f"the index at {self.dir} is empty; run `coderag index`")
             try:
                 t = self.db.open_table(name)
@@ -218,7 +222,34 @@ class Store:
         return t
 
     def exists(self) -> bool:
-        return {"chunks", "files", "meta"} <= self._names
+        return CORE_TABLES <= self._names
+
+    def partial(self) -> set[str]:
+        """The core tables a built index lacks (deleted by hand or by a broken copy); empty
+        for a complete index and for none at all."""
+        if not self._names & CORE_TABLES:
+            return set()
+        return CORE_TABLES - self._names
+
+    def require_complete(self) -> None:
+        """Raise IndexCorrupt when core tables were deleted (never answer from half an index)."""
+        lost = self.partial()
+        if lost:
+            raise IndexCorrupt(
+                f"the index at {self.dir} is damaged (its {', '.join(map(repr, sorted(lost)))} "
+                f"table is missing); run `coderag index` to repair it, or {REBUILD_HINT[4:]}"
+            )
+
+    def drop_content(self) -> None:
+        """Drop the chunk and file tables (the embedding cache and meta stay): every file is
+        then chunked again, and vectors of texts seen before come from the cache. Without
+        meta the cache's model is unknown, so it goes too."""
+        names = ["chunks", "files"] + ([] if "meta" in self._names else ["embeddings"])
+        for name in names:
+            if name in self._names:
+                self.db.drop_table(name)
+            self._tables.pop(name, None)
+        self._names = set(self._table_names())
 
     def create_tables(self, dim: int) -> None:
         import pyarrow as pa
@@ -563,6 +594,17 @@ def _short(e: BaseException) -> str:
     return re.sub(r",?\s*/\S+\.rs:\d+:\d+", "", line)[:200]
 
 
+def _out_of_space(e: BaseException) -> bool:
+    """Did a write fail for lack of space or quota (an OSError, or LanceDB's Rust error
+    carrying the OS message)?"""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return (
+        "No space left on device" in text or "Disk quota exceeded" in text or "os error 28" in text
+    )
+
+
 def _guarded(fn):
     """Any failure below a public Store method that is not already a CoderagError (LanceDB
     reading random bytes, a missing data file, a foreign table) becomes one IndexCorrupt
@@ -575,6 +617,11 @@ def _guarded(fn):
         except CoderagError:
             raise
         except Exception as e:  # noqa: BLE001
+            if _out_of_space(e):
+                raise DiskFull(
+                    f"no space left on the disk that holds {self.dir} ({_short(e)}); free some "
+                    "and run `coderag index` again: what was indexed before is kept"
+                ) from e
             raise IndexCorrupt(
                 f"the index at {self.dir} is damaged ({_short(e)}); {REBUILD_HINT}"
             ) from e
