@@ -110,13 +110,13 @@ def test_an_index_stamped_with_another_key_is_refused(smallrepo: Path, tmp_path:
     assert run_cli("status", "--repo", str(smallrepo), env=other).returncode == 0
     r = run_cli("search", "retry", "--repo", str(smallrepo), "--no-server")
     assert r.returncode == 1 and "not made by your coderag" in r.stderr
-    # a copy of a genuine index of this user is a new folder: refused as well
+    # rebuilt under this user's key, it is theirs, and so are their own copies of it
     assert run_cli("index", "--rebuild", "--repo", str(smallrepo)).returncode == 0
     copy = tmp_path / "copy"
     shutil.copytree(smallrepo, copy)
-    r = run_cli("status", "--repo", str(copy))
+    assert run_cli("status", "--repo", str(copy)).returncode == 0
+    r = run_cli("status", "--repo", str(copy), env=other)
     assert r.returncode == 1 and "not made by your coderag" in r.stderr
-    assert run_cli("status", "--repo", str(smallrepo)).returncode == 0
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="changing a folder's owner needs root")
