@@ -169,16 +169,14 @@ def start_server(repo: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-    info = repo / ".coderag" / "server.json"
+    from coderag.server import read_runtime_info  # published in the user's runtime folder
+
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"coderag serve exited:\n{proc.stderr.read()}")
-        try:
-            if json.loads(info.read_text()).get("pid") == proc.pid:
-                return proc
-        except (OSError, ValueError):
-            pass
+        if (read_runtime_info(repo) or {}).get("pid") == proc.pid:
+            return proc
         time.sleep(0.2)
     proc.kill()
     raise SystemExit("coderag serve did not start within 300 s")

@@ -128,7 +128,8 @@ def run_cli(*args: str) -> tuple[float, subprocess.CompletedProcess]:
 
 
 def start_server(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    info = root / ".coderag" / "server.json"
+    from coderag.server import read_runtime_info  # published in the user's runtime folder
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "coderag", "serve", str(root), "--port", "0"],
         stdout=subprocess.DEVNULL,
@@ -139,10 +140,9 @@ def start_server(root: Path, log: Path) -> tuple[subprocess.Popen, str]:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the server exited: {log.read_text()}")
-        if info.exists():
-            data = json.loads(info.read_text())
-            if data.get("pid") == proc.pid:
-                return proc, data["url"]
+        data = read_runtime_info(root)
+        if data and data["pid"] == proc.pid:
+            return proc, data["url"]
         time.sleep(0.1)
     proc.kill()
     raise SystemExit("the server did not start")

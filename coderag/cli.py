@@ -144,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--json", action="store_true", help="print a JSON array of hits")
     ps.add_argument(
         "--server",
-        help="ask a running `coderag serve` at this URL (default: the one in "
-        "<repo>/.coderag/server.json, if it runs)",
+        help="ask a running `coderag serve` at this URL, sending $CODERAG_TOKEN if set "
+        "(default: the server for the repository published in your private runtime folder, "
+        "if one runs and proves its identity)",
     )
     ps.add_argument(
         "--no-server",
@@ -410,7 +411,7 @@ def cmd_search(args) -> int:
     ):
         from .server import find_server  # standard library only: cheap
 
-        url = find_server(args.repo)
+        url = find_server(args.repo)  # a LocalServer: loopback URL + per-start secret
         auto = url is not None
     if url:
         from .server import ServerUnavailable, remote_search
@@ -425,7 +426,7 @@ def cmd_search(args) -> int:
         except ServerUnavailable:
             if not auto:
                 raise  # an explicit --server that does not answer is an error
-            hits = None  # server.json outlived its server: search here
+            hits = None  # gone, or not the server that published the file: search here
     if hits is None:
         idx = _index_for(args)
         found = idx.search(query, **params)

@@ -7,12 +7,36 @@ same ``.coderag/lock`` as ``coderag index``). Searches run in a bounded thread p
 event loop never does CPU work; when the pool and its queue are full the answer is 503.
 
 Endpoints (JSON): ``POST /search``, ``POST /refresh``, ``GET /status``, ``GET /health``,
-``GET /openapi.json``. Binding anything but a loopback address needs a bearer token.
+``GET /identity``, ``GET /openapi.json``. POST bodies must be sent as
+``Content-Type: application/json``. Binding anything but a loopback address needs a token
+(``--token-file PATH`` or ``CODERAG_TOKEN``; never on the command line, where ``ps`` shows it).
 
-While it runs, ``<repo>/.coderag/server.json`` ({url, pid, token_required}) tells
-``coderag search`` (see :func:`find_server`) and the git hook where to find it; it is removed
-at exit. :func:`remote_search` and :func:`remote_refresh` are the client side (standard
-library only, so ``coderag search --server URL`` starts fast).
+Security. A cloned repository (every file in it, ``.coderag/`` included) and any web page the
+user's browser opens are untrusted:
+
+* **Discovery.** While it runs, the server publishes ``{url, pid, repo, repos, secret,
+  token_required}`` for each served repository in a 0600 file in the user's private runtime
+  folder (:func:`runtime_file`: ``$XDG_RUNTIME_DIR/coderag/server-<hash of the repo
+  root>.json``, else ``/tmp/coderag-<uid>/``), removed at exit if still ours. ``secret`` is
+  new at every start. Nothing in the repository says where a server is. **Editors** find the
+  URL and the secret in that file and send ``Authorization: Bearer <secret>``.
+* **Identity.** ``GET /identity?nonce=N`` answers ``{"proof": hex HMAC-SHA256(secret, N)}``.
+  :func:`find_server` only returns loopback servers found that way, and the client
+  (:func:`remote_search`, :func:`remote_refresh`) checks the proof on the connection it then
+  sends the request and the secret over; a server that cannot prove it gets nothing.
+* **Every request** (:class:`RequestGuard`, :class:`JsonOnly`, :class:`BearerAuth`): ``Host``
+  must be ``localhost``, a 127.0.0.0/8 literal or ``[::1]`` (any port), a name given with
+  ``--allow-host``, or the bound address when binding a non-loopback one, else 403 (DNS
+  rebinding); an ``Origin`` header must be one given with ``--cors-origin`` (``null``
+  never), else 403; a POST body must be ``application/json``, else 415. Accepted bearer
+  credentials are the per-start secret and the user's token: ``POST /refresh`` always needs
+  one; with a user token every route does (but ``/identity``), else 401.
+* **Slow clients** (:func:`guarded_protocol`, :class:`ReadDeadline`): a request's headers
+  must arrive within ``HEAD_TIMEOUT`` seconds (from the connection's start or the request's
+  first byte) and its body within ``BODY_TIMEOUT``: else 408, or the connection is closed.
+
+:func:`remote_search` and :func:`remote_refresh` are the client side (standard library only,
+so ``coderag search`` starts fast).
 
 Only the standard library is imported at module level; starlette, uvicorn and the index are
 imported when the server starts.
@@ -20,16 +44,22 @@ imported when the server starts.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import hmac
 import ipaddress
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
+import stat
+import string
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CoderagError, IndexMissing, LockHeld, UsageError
@@ -43,19 +73,28 @@ DRAIN_MAX = 16_000_000  # bytes of a refused body read and dropped before answer
 MAX_K = 200  # hits per search
 MAX_PATHS = 10_000  # paths per refresh
 MAX_WAIT = 600.0  # seconds a refresh request may wait for the index to catch up
-SERVER_FILE = "server.json"
+HEAD_TIMEOUT = 5.0  # seconds for a request's headers (from connection start or first byte)
+BODY_TIMEOUT = 10.0  # seconds for a request's body, from the end of its headers
+RUNTIME_PREFIX = "server-"  # <runtime dir>/server-<hash of the repo root>.json
 TOKEN_ENV = "CODERAG_TOKEN"
+PROTECTED = frozenset({"/refresh"})  # routes that change state: a credential is always needed
+OPEN = frozenset({"/identity"})  # answered without a credential, even with a user token
+NONCE_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 SEARCH_FIELDS = {"query", "repo", "k", "mode", "lang", "path", "kind", "code", "files", "rerank"}
 REFRESH_FIELDS = {"repo", "paths", "wait", "timeout"}
 
 EPILOG = """examples:
   coderag serve                                  serve the repository around the current folder
   coderag serve ~/src/app ~/src/lib --port 7878  several repositories, one model
-  coderag serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
-  curl -s localhost:7878/search -d '{"query": "retry failed uploads", "k": 5}'
+  (umask 077; openssl rand -hex 16 > ~/.coderag-token)
+  coderag serve --host 0.0.0.0 --token-file ~/.coderag-token --allow-host myhost.lan
+  curl -s localhost:7878/search -H 'Content-Type: application/json' \\
+       -d '{"query": "retry failed uploads", "k": 5}'
 
-The URL is written to <repo>/.coderag/server.json while the server runs; `coderag search`
-then asks the server instead of loading the model itself.
+While it runs, its URL and a per-start secret are in a private file in the user's runtime
+folder ($XDG_RUNTIME_DIR/coderag/server-*.json, printed at start); `coderag search` and the
+git hooks find it there (never in the repository) and ask the server instead of loading the
+model. POST /refresh needs `-H "Authorization: Bearer <secret or token>"`.
 """
 
 
@@ -94,16 +133,29 @@ def add_arguments(p) -> None:
         help=f"port to bind (default {DEFAULT_PORT}; 0 picks a free one)",
     )
     p.add_argument(
-        "--token",
-        help=f"require this bearer token on every request (env {TOKEN_ENV}); "
-        "mandatory when binding a non-loopback address",
+        "--token-file",
+        metavar="PATH",
+        help=f"require the bearer token in this file (yours, not readable by others) on every "
+        f"request (or env {TOKEN_ENV}); mandatory when binding a non-loopback address",
     )
+    # not an option any more (ps shows it to every user); kept so that argparse does not read
+    # `--token X` as an abbreviation of --token-file, and so that it gets a clear error
+    p.add_argument("--token", nargs="?", const="", default=None, help=argparse.SUPPRESS)
     p.add_argument(
         "--cors-origin",
         action="append",
         default=[],
         metavar="ORIGIN",
-        help="allow browser requests from this origin (repeatable; CORS is off by default)",
+        help="allow browser requests from this origin (repeatable; CORS is off by default; "
+        "any other Origin is refused)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also accept requests whose Host header names NAME (repeatable; default: "
+        "localhost, 127.0.0.0/8 and [::1] only, against DNS rebinding)",
     )
     p.add_argument("--no-watch", action="store_true", help="do not watch the files for changes")
     p.add_argument(
@@ -123,8 +175,15 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.token is not None:
+        raise UsageError(
+            "--token is not accepted (other users see it in `ps`); use --token-file PATH "
+            f"(a file only you can read) or set {TOKEN_ENV}"
+        )
+    token = read_token_file(args.token_file) if args.token_file else None
+    token = token or os.environ.get(TOKEN_ENV) or None
     check_bind(args.host, token)
+    hosts, any_ip = host_policy(args.host, args.allow_host, token)
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     if args.workers < 1 or args.queue < 0:
@@ -147,7 +206,9 @@ def run(args) -> int:
             watch=not args.no_watch,
             verbose=args.verbose,
         )
-        return service.serve(sock, args.host, cors_origins=args.cors_origin)
+        return service.serve(
+            sock, args.host, cors_origins=args.cors_origin, hosts=hosts, any_ip=any_ip
+        )
     finally:
         sock.close()
 
@@ -178,8 +239,58 @@ def check_bind(host: str, token: str | None) -> None:
     if not token and not is_loopback(host):
         raise UsageError(
             f"binding {host} makes the index reachable from other machines; "
-            f"pass --token (or set {TOKEN_ENV}) to require a bearer token"
+            f"pass --token-file PATH (or set {TOKEN_ENV}) to require a bearer token"
         )
+
+
+def read_token_file(path: str) -> str:
+    """The token in ``path``: a regular file of this user that group and others can neither
+    read nor write (chmod 600), one line."""
+    try:
+        fd = os.open(os.path.expanduser(path), os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise UsageError(f"cannot read --token-file {path} ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"--token-file {path} is not a regular file")
+        if st.st_uid != os.getuid():
+            raise UsageError(f"--token-file {path} belongs to another user")
+        if st.st_mode & 0o077:
+            raise UsageError(
+                f"--token-file {path} is open to group or others (mode "
+                f"{stat.S_IMODE(st.st_mode):o}); run: chmod 600 {path}"
+            )
+        data = os.read(fd, 4097)
+    finally:
+        os.close(fd)
+    try:
+        token = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        token = ""
+    if not token or len(data) > 4096 or "\n" in token or "\r" in token:
+        raise UsageError(f"--token-file {path} must hold one line: the token")
+    return token
+
+
+def host_policy(bind_host: str, extra=(), token: str | None = None) -> tuple[set[str], bool]:
+    """The Host header names a request may carry besides the loopback ones, and whether any
+    IP literal may (binding a wildcard address with a token: other machines reach it by
+    address, and an IP literal cannot be rebound the way a DNS name can)."""
+    names = set()
+    for name in extra:
+        n = name.strip().lower()
+        if not n or any(c in n for c in "/ \t@?#") or (":" in n and not n.startswith("[")):
+            raise UsageError(f"--allow-host takes a host name or address, got {name!r}")
+        names.add(n)
+    any_ip = False
+    if token and not is_loopback(bind_host):
+        h = bind_host.strip("[]").lower()
+        if h in ("", "0.0.0.0", "::"):
+            any_ip = True
+        else:
+            names.add(f"[{h}]" if ":" in h else h)
+    return names, any_ip
 
 
 def is_loopback(host: str) -> bool:
@@ -333,6 +444,7 @@ class Service:
         self.limiter = None  # anyio.CapacityLimiter, made inside the event loop
         self.started_at = time.time()
         self.url: str | None = None
+        self.secret = secrets.token_urlsafe(32)  # new at every start; published privately
         self.server_files: list[Path] = []
 
     # ---------------------------------------------------------------- building
@@ -360,10 +472,11 @@ class Service:
             if r not in roots:
                 roots.append(r)
         for r in roots:
-            other = read_server_file(r)
-            if other and pid_alive(other.get("pid")) and other.get("pid") != os.getpid():
+            runtime_file(r)  # the runtime folder must be usable before the model loads
+            other = read_runtime_info(r)
+            if other and pid_alive(other["pid"]) and other["pid"] != os.getpid():
                 raise CoderagError(
-                    f"a coderag server (pid {other['pid']}) already serves {r} at {other.get('url')}"
+                    f"a coderag server (pid {other['pid']}) already serves {r} at {other['url']}"
                 )
         indexes = []
         for r in roots:
@@ -468,9 +581,11 @@ class Service:
         }
 
     # ------------------------------------------------------------------ running
-    def serve(self, sock: socket.socket, host: str, *, cors_origins=()) -> int:
-        """Serve on a bound socket until SIGINT/SIGTERM (server.json published meanwhile),
-        then clean up."""
+    def serve(
+        self, sock: socket.socket, host: str, *, cors_origins=(), hosts=(), any_ip=False
+    ) -> int:
+        """Serve on a bound socket until SIGINT/SIGTERM (the address and secret published in
+        the runtime folder meanwhile), then clean up."""
         import uvicorn
 
         bound_port = sock.getsockname()[1]
@@ -478,9 +593,15 @@ class Service:
         if host in ("0.0.0.0", "::"):
             shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
         self.url = f"http://{shown}:{bound_port}"
-        app = build_app(self, cors_origins=cors_origins)
+        app = build_app(self, cors_origins=cors_origins, hosts=hosts, any_ip=any_ip)
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
+            app,
+            http=guarded_protocol(),  # h11 with deadlines for headers and bodies
+            ws="none",  # no WebSocket routes: an upgrade request is an ordinary request
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
         # uvicorn stops gracefully on SIGTERM/SIGINT and then re-raises the signal; turn that
@@ -498,29 +619,37 @@ class Service:
         return 0 if server.started else 1
 
     def startup(self) -> None:
-        """Called once the app runs: publish the URL for clients and hooks."""
+        """Called once the app runs: publish the URL and the secret for clients and hooks, in
+        the user's private runtime folder (one 0600 file per served repository)."""
         import anyio
 
         self.limiter = anyio.CapacityLimiter(self.workers)
-        info = {"url": self.url, "pid": os.getpid(), "token_required": bool(self.token)}
+        info = {
+            "url": self.url,
+            "pid": os.getpid(),
+            "repos": [str(x.root) for x in self.served],
+            "secret": self.secret,
+            "token_required": bool(self.token),
+        }
         for s in self.served:
-            info_repo = {**info, "repo": str(s.root), "repos": [str(x.root) for x in self.served]}
-            path = write_server_file(s.root, info_repo)
-            self.server_files.append(path)
+            self.server_files.append(publish(s.root, {**info, "repo": str(s.root)}))
         roots = ", ".join(str(s.root) for s in self.served)
         watching = "watching" if any(s.watcher for s in self.served) else "not watching"
+        where = self.server_files[0].parent if self.server_files else "-"
         print(
             f"coderag serve: {self.url} serves {roots} ({watching}; "
-            f"model {getattr(self.embedder, 'model_id', '?')})",
+            f"model {getattr(self.embedder, 'model_id', '?')}; address and secret for "
+            f"clients in {where})",
             file=sys.stderr,
             flush=True,
         )
 
     def shutdown(self) -> None:
-        """Stop the watchers (their locks go with them) and remove server.json; idempotent."""
+        """Stop the watchers (their locks go with them) and remove the runtime files that
+        are still ours; idempotent."""
         self.stop_watchers()
         for path in self.server_files:
-            remove_server_file(path)
+            unpublish(path, self.secret)
         self.server_files = []
 
 
@@ -568,14 +697,16 @@ def _version() -> str:
 
 
 # ---------------------------------------------------------------------------- the app
-def build_app(service: Service, *, cors_origins=()):
-    """The Starlette app: routes, bearer auth, optional CORS, startup/shutdown."""
+def build_app(service: Service, *, cors_origins=(), hosts=(), any_ip=False):
+    """The Starlette app: routes, request guards (deadline, Host/Origin, JSON bodies, bearer
+    credentials, body size), optional CORS, startup/shutdown."""
     from contextlib import asynccontextmanager
 
     import anyio.to_thread
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
-    from starlette.responses import JSONResponse
+    from starlette.requests import ClientDisconnect
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     def endpoint(fn):
@@ -585,6 +716,8 @@ def build_app(service: Service, *, cors_origins=()):
                 response = await fn(request)
             except HTTPError as e:
                 response = JSONResponse({"error": e.message}, e.status, headers=e.headers)
+            except ClientDisconnect:  # gone while sending its body: nobody to answer
+                response = Response(status_code=400, headers={"Connection": "close"})
             except UsageError as e:
                 response = JSONResponse({"error": _one_line(e)}, 400)
             except LockHeld as e:
@@ -671,6 +804,12 @@ def build_app(service: Service, *, cors_origins=()):
     async def openapi(request):
         return JSONResponse(openapi_schema(bool(service.token)))
 
+    async def identity(request):
+        nonce = request.query_params.get("nonce", "")
+        if not 16 <= len(nonce) <= 128 or not set(nonce) <= NONCE_CHARS:
+            raise HTTPError(400, "'nonce' must be 16 to 128 letters, digits, '-' or '_'")
+        return JSONResponse({"proof": proof(service.secret, nonce), "pid": os.getpid()})
+
     @asynccontextmanager
     async def lifespan(app):
         service.startup()
@@ -679,14 +818,21 @@ def build_app(service: Service, *, cors_origins=()):
         finally:
             await anyio.to_thread.run_sync(service.shutdown)
 
-    middleware = [Middleware(BodyLimit, limit=MAX_BODY)]
-    if service.token:
-        middleware.insert(0, Middleware(BearerAuth, token=service.token))
+    # outermost first: a deadline on every read, then Host/Origin, CORS, JSON bodies, bearer
+    # credentials (the per-start secret or the user's token), the body size
+    credentials = [service.secret] + ([service.token] if service.token else [])
+    middleware = [
+        Middleware(ReadDeadline, seconds=BODY_TIMEOUT),
+        Middleware(RequestGuard, hosts=hosts, any_ip=any_ip, origins=cors_origins),
+        Middleware(JsonOnly),
+        Middleware(BearerAuth, credentials=credentials, everywhere=bool(service.token)),
+        Middleware(BodyLimit, limit=MAX_BODY),
+    ]
     if cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
         middleware.insert(
-            0,
+            2,
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(cors_origins),
@@ -700,6 +846,7 @@ def build_app(service: Service, *, cors_origins=()):
         Route("/status", endpoint(status), methods=["GET"]),
         Route("/health", endpoint(health), methods=["GET"]),
         Route("/openapi.json", endpoint(openapi), methods=["GET"]),
+        Route("/identity", endpoint(identity), methods=["GET"]),
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
@@ -744,6 +891,8 @@ async def read_json(request) -> dict:
         body = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise HTTPError(400, "the request body is not valid JSON") from None
+    except RecursionError:
+        raise HTTPError(400, "the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise HTTPError(400, "the request body must be a JSON object")
     return body
@@ -779,14 +928,17 @@ def search_params(body: dict) -> dict:
 
 
 class BearerAuth:
-    """ASGI middleware: every HTTP request must carry ``Authorization: Bearer <token>``."""
+    """ASGI middleware: ``Authorization: Bearer <credential>``, one of ``credentials`` (the
+    per-start secret, the user's token), on the routes in PROTECTED, or on every route but
+    those in OPEN when ``everywhere`` (a user token is configured)."""
 
-    def __init__(self, app, token: str):
+    def __init__(self, app, credentials, everywhere: bool = False):
         self.app = app
-        self.expected = token.encode("utf-8")
+        self.expected = [c.encode("utf-8") for c in credentials if c]
+        self.everywhere = everywhere
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and not self.allowed(scope):
+        if scope["type"] == "http" and self.needed(scope) and not self.allowed(scope):
             # read what was sent first (see BodyLimit), so the client gets the answer
             drained = await drain(receive)
             await send_json(
@@ -799,16 +951,240 @@ class BearerAuth:
             return
         await self.app(scope, receive, send)
 
+    def needed(self, scope) -> bool:
+        path = scope.get("path", "")
+        return path in PROTECTED or (self.everywhere and path not in OPEN)
+
     def allowed(self, scope) -> bool:
-        header = b""
-        for name, value in scope.get("headers", []):
-            if name == b"authorization":
-                header = value
-                break
+        header = _header(scope, b"authorization") or b""
         scheme, _, credential = header.partition(b" ")
-        # compare_digest runs even for a wrong scheme, so timing says nothing about the token
-        same = hmac.compare_digest(credential.strip(), self.expected)
+        credential = credential.strip()
+        # compare_digest runs for every credential, even for a wrong scheme, so timing says
+        # nothing about them
+        same = False
+        for expected in self.expected:
+            same |= hmac.compare_digest(credential, expected)
         return same and scheme.lower() == b"bearer"
+
+
+class RequestGuard:
+    """ASGI middleware against DNS rebinding and cross-site requests (403 otherwise):
+
+    * ``Host`` must name this machine's loopback interface (``localhost``, a 127.0.0.0/8
+      literal, ``[::1]``; any port), a name in ``hosts``, or, with ``any_ip``, any IP literal:
+      a web page that rebinds its own domain name to 127.0.0.1 still sends that name;
+    * an ``Origin`` header (browsers send it on cross-site requests) must be in ``origins``
+      (``--cors-origin``); ``null`` and every other origin are refused."""
+
+    def __init__(self, app, hosts=(), any_ip: bool = False, origins=()):
+        self.app = app
+        self.hosts = {h.lower() for h in hosts}
+        self.any_ip = any_ip
+        self.origins = {o.rstrip("/").lower() for o in origins if o.strip() != "null"}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            problem = self.problem(scope)
+            if problem:
+                drained = await drain(receive)
+                await send_json(send, 403, {"error": problem}, close=not drained)
+                return
+        await self.app(scope, receive, send)
+
+    def problem(self, scope) -> str | None:
+        raw = _header(scope, b"host")
+        host = raw.decode("latin-1") if raw is not None else ""
+        if not self.host_allowed(host):
+            return (
+                f"Host {host[:80]!r} is not this server's (DNS rebinding?); "
+                "start it with --allow-host NAME to accept a name"
+            )
+        origin = _header(scope, b"origin")
+        if origin is not None:
+            o = origin.decode("latin-1").strip()
+            if o.rstrip("/").lower() not in self.origins:
+                return f"requests from origin {o[:80]!r} are refused (see --cors-origin)"
+        return None
+
+    def host_allowed(self, value: str) -> bool:
+        name = _host_name(value)
+        if not name:
+            return False
+        if name == "localhost" or name == "[::1]" or name in self.hosts:
+            return True
+        try:
+            ip = ipaddress.ip_address(name.strip("[]") if name.startswith("[") else name)
+        except ValueError:
+            return False
+        if ip.version == 6 and not name.startswith("["):
+            return False  # an IPv6 literal in Host is always in brackets
+        return (ip.version == 4 and ip.is_loopback) or self.any_ip
+
+
+def _host_name(value: str) -> str | None:
+    """The host of a Host header (lower case; IPv6 kept in brackets), None if malformed."""
+    v = value.strip().lower()
+    if v.startswith("["):
+        end = v.find("]")
+        if end < 0:
+            return None
+        name, rest = v[: end + 1], v[end + 1 :]
+    else:
+        name, colon, port = v.partition(":")
+        rest = colon + port
+    if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        return None
+    return name or None
+
+
+class JsonOnly:
+    """ASGI middleware: POST bodies must be ``Content-Type: application/json`` (else 415), so
+    a cross-site HTML form or ``text/plain`` fetch, which a browser sends without asking,
+    never reaches an endpoint."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            ctype = (_header(scope, b"content-type") or b"").decode("latin-1")
+            if ctype.split(";", 1)[0].strip().lower() != "application/json":
+                drained = await drain(receive)
+                await send_json(
+                    send,
+                    415,
+                    {"error": "POST bodies must be JSON sent as Content-Type: application/json"},
+                    close=not drained,
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyTimeout(HTTPError):
+    """The request body did not arrive within its deadline."""
+
+    def __init__(self, seconds: float):
+        super().__init__(
+            408, f"the request body did not arrive within {seconds:g}s", {"Connection": "close"}
+        )
+
+
+class ReadDeadline:
+    """ASGI middleware: the whole request body must arrive within ``seconds`` of the end of
+    its headers. A read past that raises :class:`BodyTimeout`; the endpoint (or this
+    middleware, if nothing answered yet) sends 408 and the connection is closed."""
+
+    def __init__(self, app, seconds: float):
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        import anyio
+
+        deadline = anyio.current_time() + self.seconds
+        started = False
+        body_done = False
+
+        async def timed_receive():
+            nonlocal body_done
+            if body_done:  # later reads wait for a disconnect: no deadline on those
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(self.seconds) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracked_send)
+        except BodyTimeout as e:
+            if started:
+                raise
+            log.info("%s %s: %s", scope.get("method"), scope.get("path"), e.message)
+            await send_json(send, 408, {"error": e.message}, close=True)
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value
+    return None
+
+
+def guarded_protocol(head_timeout: float = HEAD_TIMEOUT, body_timeout: float = BODY_TIMEOUT):
+    """uvicorn's h11 protocol with deadlines it lacks (0.55 has only ``timeout_keep_alive``,
+    which waits between requests and restarts with every byte received): a connection whose
+    request headers are not complete ``head_timeout`` seconds after it opened, or after the
+    request's first byte, is closed; so is one whose body is not complete ``body_timeout``
+    seconds (plus a grace, :class:`ReadDeadline` answers 408 first) after its headers, read
+    by the app or not. A client that trickles bytes holds a connection for a bounded time."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        _timer = None
+        _phase = None  # "head" | "body" | None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm("head", head_timeout)  # a new connection that sends nothing, too
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._phase is None and self.conn.their_state is h11.IDLE:
+                self._arm("head", head_timeout)  # the first byte of the next request
+            super().data_received(data)
+            self._track()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._track()
+            if self._phase is None and self.conn.their_state is h11.IDLE:
+                if self.conn.trailing_data[0]:  # part of a pipelined request, waiting
+                    self._arm("head", head_timeout)
+
+        def _track(self) -> None:
+            state = self.conn.their_state
+            if state is h11.SEND_BODY:
+                if self._phase != "body":
+                    self._arm("body", body_timeout + 2.0)
+            elif state is not h11.IDLE:
+                self._disarm()  # the request is in (or the connection is done)
+
+        def _arm(self, phase: str, seconds: float) -> None:
+            self._disarm()
+            self._phase = phase
+            self._timer = self.loop.call_later(seconds, self._expired, phase, seconds)
+
+        def _disarm(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = None
+            self._phase = None
+
+        def _expired(self, phase: str, seconds: float) -> None:
+            self._timer = None
+            self._phase = None
+            if not self.transport.is_closing():
+                what = "headers" if phase == "head" else "body"
+                log.info("closing a connection: request %s not received in %gs", what, seconds)
+                self.transport.close()
+
+    return GuardedH11Protocol
 
 
 class BodyLimit:
@@ -914,18 +1290,28 @@ def openapi_schema(token_required: bool = False) -> dict:
     errors = {
         "400": error,
         "401": error,
+        "403": error,
         "404": error,
+        "408": error,
         "409": error,
         "413": error,
+        "415": error,
         "503": error,
     }
+    bearer = [{"bearer": []}]
     doc = {
         "openapi": "3.1.0",
         "info": {
             "title": "coderag",
             "version": _version(),
-            "description": "Local hybrid code search. Every request needs a bearer token when "
-            "the server was started with one.",
+            "description": "Local hybrid code search. POST bodies must be JSON sent with "
+            "`Content-Type: application/json` (curl: `-H 'Content-Type: application/json' -d "
+            "'{...}'`; else 415). The Host header must name the loopback interface (or a name "
+            "given with --allow-host) and an Origin header one given with --cors-origin (else "
+            "403). Bearer credentials: the per-start secret the server publishes in the "
+            "user's runtime folder ($XDG_RUNTIME_DIR/coderag/server-*.json), or the token it "
+            "was started with. POST /refresh always needs one; every request but "
+            "GET /identity does when the server was started with a token.",
         },
         "paths": {
             "/search": {
@@ -992,6 +1378,7 @@ def openapi_schema(token_required: bool = False) -> dict:
                 "post": {
                     "summary": "Re-index changed files (or all) of a served repository",
                     "operationId": "refresh",
+                    "security": bearer,
                     "requestBody": body(
                         {
                             "type": "object",
@@ -1075,46 +1462,107 @@ def openapi_schema(token_required: bool = False) -> dict:
                     "responses": {"200": ok({"type": "object"}), "401": error},
                 }
             },
+            "/identity": {
+                "get": {
+                    "summary": "Prove this is the server that published the runtime file: "
+                    "proof = hex HMAC-SHA256(secret, nonce). Needs no credential; clients "
+                    "check it before sending anything else.",
+                    "operationId": "identity",
+                    "security": [],
+                    "parameters": [
+                        {
+                            "name": "nonce",
+                            "in": "query",
+                            "required": True,
+                            "schema": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z0-9_-]{16,128}$",
+                            },
+                        }
+                    ],
+                    "responses": {
+                        "200": ok(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "proof": {"type": "string"},
+                                    "pid": {"type": "integer"},
+                                },
+                            }
+                        ),
+                        "400": error,
+                        "403": error,
+                    },
+                }
+            },
         },
-        "components": {"schemas": {"Hit": hit}},
+        "components": {
+            "schemas": {"Hit": hit},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }
     if token_required:
-        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        doc["security"] = [{"bearer": []}]
+        doc["security"] = bearer
     return doc
 
 
-# --------------------------------------------------------------------------- server.json
-def server_file(root: Path) -> Path:
-    from .config import DATA_DIR
+# ------------------------------------------------------------------ discovery and identity
+def runtime_file(root) -> Path:
+    """Where a server for the repository at ``root`` publishes its address and secret: a file
+    in the user's private runtime folder named from a hash of the resolved root (nothing in
+    the repository, which may come from anyone, is ever read for this)."""
+    from .userdirs import runtime_dir
 
-    return Path(root) / DATA_DIR / SERVER_FILE
+    key = str(Path(root).resolve()).encode("utf-8", "surrogateescape")
+    return runtime_dir() / f"{RUNTIME_PREFIX}{hashlib.sha256(key).hexdigest()[:32]}.json"
 
 
-def write_server_file(root: Path, info: dict) -> Path:
-    path = server_file(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{SERVER_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def publish(root, info: dict) -> Path:
+    """Write ``info`` to the runtime file of ``root`` (0600, replaced atomically)."""
+    from .userdirs import write_private
+
+    path = runtime_file(root)
+    write_private(path, (json.dumps(info, indent=2) + "\n").encode("utf-8"))
     return path
 
 
-def read_server_file(root: Path) -> dict | None:
+def read_runtime_info(root) -> dict | None:
+    """What a server published for the repository at ``root`` (exactly that root), or None:
+    no file, not this user's private file, or not what a server writes."""
+    from .userdirs import read_private
+
     try:
-        info = json.loads(server_file(root).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        path = runtime_file(root)
+    except CoderagError:
         return None
-    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+    data = read_private(path)
+    if data is None:
+        return None
+    try:
+        info = json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not (
+        isinstance(info, dict)
+        and isinstance(info.get("url"), str)
+        and isinstance(info.get("secret"), str)
+        and len(info["secret"]) >= 16
+        and isinstance(info.get("pid"), int)
+        and info.get("repo") == str(Path(root).resolve())
+    ):
         return None
     return info
 
 
-def remove_server_file(path: Path) -> None:
-    """Remove server.json if it is still ours (another server may have taken over)."""
+def unpublish(path: Path, secret: str) -> None:
+    """Remove a runtime file if it is still ours (a later server may have replaced it)."""
+    from .userdirs import read_private
+
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        if info.get("pid") == os.getpid():
+        info = json.loads((read_private(path) or b"{}").decode("utf-8"))
+        if info.get("pid") == os.getpid() and hmac.compare_digest(
+            str(info.get("secret", "")).encode(), secret.encode()
+        ):
             path.unlink()
     except (OSError, ValueError, AttributeError):
         pass
@@ -1132,69 +1580,161 @@ def pid_alive(pid) -> bool:
     return True
 
 
-def find_server(root=None) -> str | None:
-    """The URL of a running ``coderag serve`` for the repository at ``root`` (default: the one
-    around the cwd), or None: no server.json, its process is gone, or it wants a token and
-    ``CODERAG_TOKEN`` is not set."""
+def proof(secret: str, nonce: str) -> str:
+    """What ``GET /identity?nonce=N`` answers: hex HMAC-SHA256 of the nonce under the secret."""
+    return hmac.new(secret.encode("utf-8"), nonce.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A running ``coderag serve`` found in the user's runtime folder. Requests to it first
+    check that it knows ``secret`` (``GET /identity``), then send the secret as the bearer
+    credential, on the same connection."""
+
+    url: str
+    secret: str
+    pid: int
+    repo: str
+    token_required: bool = False
+
+    def __str__(self) -> str:
+        return self.url
+
+    def verify(self, timeout: float = 5.0) -> bool:
+        """Does the process listening at ``url`` prove it knows the secret?"""
+        try:
+            _request(self, "/health", None, timeout=timeout)
+        except CoderagError:
+            return False
+        return True
+
+
+def find_server(root=None, *, verify: bool = False) -> LocalServer | None:
+    """The ``coderag serve`` running for the repository at ``root`` (default: the one around
+    the cwd), from the file it published in the user's runtime folder; None when there is
+    none, its process is gone, or it listens on a non-loopback address. With ``verify``, also
+    None unless it proves its identity now (a request does that anyway, before anything else
+    is sent)."""
+    from urllib.parse import urlsplit
+
     from .files import find_root
 
     try:
         r = find_root(root)
     except CoderagError:
         return None
-    info = read_server_file(r)
-    if not info or not pid_alive(info.get("pid")):
+    info = read_runtime_info(r)
+    if not info or not pid_alive(info["pid"]):
         return None
-    if info.get("token_required") and not os.environ.get(TOKEN_ENV):
+    try:
+        parts = urlsplit(info["url"])
+        host, _port = parts.hostname or "", parts.port
+    except ValueError:
         return None
-    return info["url"]
+    if parts.scheme != "http" or not is_loopback(host):
+        return None
+    server = LocalServer(
+        url=info["url"],
+        secret=info["secret"],
+        pid=info["pid"],
+        repo=info["repo"],
+        token_required=bool(info.get("token_required")),
+    )
+    if verify and not server.verify():
+        return None
+    return server
 
 
 # ---------------------------------------------------------------------------- the client
-def _request(url: str, route: str, payload: dict | None, *, timeout: float) -> dict:
-    """One JSON request with the standard library (no proxies: the server is local)."""
-    import urllib.error
-    import urllib.request
+def _request(server, route: str, payload: dict | None, *, timeout: float) -> dict:
+    """One JSON request with the standard library, straight to the server (no proxies, no
+    redirects). ``server`` is a :class:`LocalServer` (its identity is checked first, on the
+    connection the request then uses; the secret is the credential) or a URL the user gave
+    (``CODERAG_TOKEN``, if set, is the credential)."""
+    import http.client
+    from urllib.parse import urlsplit
 
-    base = url.rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        base = "http://" + base
+    local = isinstance(server, LocalServer)
+    if local:
+        base, credential = server.url.rstrip("/"), server.secret
+    else:
+        base = str(server).rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            base = "http://" + base
+        credential = os.environ.get(TOKEN_ENV)
+    try:
+        parts = urlsplit(base)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise UsageError(f"not a server URL: {base}") from None
+    if not host:
+        raise UsageError(f"not a server URL: {base}")
+    prefix = parts.path.rstrip("/")
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = kind(host, port, timeout=timeout)
     headers = {"Accept": "application/json"}
     data = None
     if payload is not None:
         data = json.dumps(payload).encode("utf-8")
         headers["Content-Type"] = "application/json"
-    token = os.environ.get(TOKEN_ENV)
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(base + route, data=data, headers=headers)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    if credential:
+        headers["Authorization"] = f"Bearer {credential}"
     try:
-        with opener.open(req, timeout=timeout) as resp:
-            return json.loads(resp.read().decode("utf-8"))
-    except urllib.error.HTTPError as e:
+        if local:
+            _check_identity(conn, prefix, server, base)
+            conn.auto_open = 0  # the request goes over the connection just checked, or not at all
+        conn.request("POST" if payload is not None else "GET", prefix + route, data, headers)
+        resp = conn.getresponse()
+        body = resp.read()
+    except (OSError, http.client.HTTPException) as e:
+        raise ServerUnavailable(f"cannot reach a coderag server at {base} ({e})") from None
+    finally:
+        conn.close()
+    if resp.status >= 300:
         try:
-            message = json.loads(e.read().decode("utf-8")).get("error") or e.reason
-        except (ValueError, AttributeError, OSError):
-            message = e.reason
-        if e.code == 401:
-            raise CoderagError(
-                f"the server at {base} wants a bearer token; set {TOKEN_ENV}"
-            ) from None
-        if e.code == 400:
-            raise UsageError(f"server: {message}") from None
-        raise CoderagError(f"server ({e.code}): {message}") from None
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise ServerUnavailable(f"cannot reach a coderag server at {base} ({reason})") from None
-    except ValueError:
+            message = json.loads(body.decode("utf-8")).get("error") or resp.reason
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            message = resp.reason
+        if resp.status == 401:
+            if local:
+                raise CoderagError(f"the server at {base} refused its own secret ({message})")
+            raise CoderagError(f"the server at {base} wants a bearer token; set {TOKEN_ENV}")
+        if resp.status == 400:
+            raise UsageError(f"server: {message}")
+        raise CoderagError(f"server ({resp.status}): {message}")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
         raise ServerUnavailable(
             f"{base} did not answer with JSON; is it a coderag server?"
         ) from None
 
 
+def _check_identity(conn, prefix: str, server: LocalServer, base: str) -> None:
+    """``GET /identity`` with a fresh nonce; anything but the right proof raises
+    :class:`ServerUnavailable` before a query, a path or the secret is sent."""
+    nonce = secrets.token_urlsafe(24)
+    conn.request("GET", f"{prefix}/identity?nonce={nonce}", headers={"Accept": "application/json"})
+    resp = conn.getresponse()
+    body = resp.read(65536)
+    try:
+        got = json.loads(body.decode("utf-8")).get("proof")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        got = None
+    want = proof(server.secret, nonce).encode("ascii")
+    if not (
+        resp.status == 200
+        and isinstance(got, str)
+        and hmac.compare_digest(got.encode("utf-8"), want)
+    ):
+        raise ServerUnavailable(
+            f"the process at {base} is not the coderag server that published it "
+            "(identity check failed); nothing was sent"
+        )
+
+
 def remote_search(
-    url: str,
+    server: LocalServer | str,
     query: str,
     *,
     repo=None,
@@ -1210,6 +1750,7 @@ def remote_search(
 ) -> list[dict]:
     """``POST /search`` on a running server: the hit dicts (``Hit.to_dict()``), best first.
 
+    ``server`` is what :func:`find_server` found, or a URL the user gave.
     ``repo`` may be a path (sent absolute) or left out when the server serves one repository.
     Raises :class:`ServerUnavailable` when nothing answers, a CoderagError for a refusal."""
     payload: dict = {"query": query, "k": k, "mode": mode, "files": bool(files)}
@@ -1224,11 +1765,11 @@ def remote_search(
             payload[name] = value
     if repo is not None:
         payload["repo"] = _repo_arg(repo)
-    return _request(url, "/search", payload, timeout=timeout)["hits"]
+    return _request(server, "/search", payload, timeout=timeout)["hits"]
 
 
 def remote_refresh(
-    url: str, *, repo=None, paths=None, wait: bool = True, timeout: float = 120.0
+    server: LocalServer | str, *, repo=None, paths=None, wait: bool = True, timeout: float = 120.0
 ) -> dict:
     """``POST /refresh`` on a running server (the git hook's way to hand over paths)."""
     payload: dict = {"paths": [str(p) for p in paths] if paths is not None else None}
@@ -1236,7 +1777,7 @@ def remote_refresh(
     payload["timeout"] = timeout
     if repo is not None:
         payload["repo"] = _repo_arg(repo)
-    return _request(url, "/refresh", payload, timeout=timeout + 10)
+    return _request(server, "/refresh", payload, timeout=timeout + 10)
 
 
 def _repo_arg(repo) -> str:

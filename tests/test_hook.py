@@ -182,14 +182,15 @@ def test_commit_indexes_the_staged_version_not_the_working_tree(
     (gitrepo / "secret" / "keys.py").write_text("def ignored_marker_gamma():\n    return 1\n")
     git(gitrepo, "add", "-f", "secret/keys.py")  # tracked, but ignored: never indexed
     git(gitrepo, "rm", "-q", "uploader/cli.py")
-    # a server.json naming a live process but a port nobody listens on (a server that went
-    # away): the hook falls back to indexing inline, staged bytes and all
+    # a published server naming a live process but a port nobody listens on (a server that
+    # went away): the hook falls back to indexing inline, staged bytes and all
+    from coderag.server import publish
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
-    (gitrepo / ".coderag" / "server.json").write_text(
-        json.dumps({"url": f"http://127.0.0.1:{closed_port}", "pid": os.getpid()})
-    )
+    info = {"url": f"http://127.0.0.1:{closed_port}", "pid": os.getpid(), "secret": "x" * 32}
+    publish(gitrepo, {**info, "repo": str(gitrepo.resolve())})
 
     assert "uploader/cli.py" in indexed_files(gitrepo)
     r = git(gitrepo, "commit", "-q", "-m", "partially staged")
@@ -382,17 +383,15 @@ def _start_server(repo: Path) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    info = repo / ".coderag" / "server.json"
+    from coderag.server import read_runtime_info
+
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"coderag serve exited: {proc.stderr.read()}")
-        try:
-            data = json.loads(info.read_text())
-            if data.get("pid") == proc.pid:
-                return proc, data["url"]
-        except (OSError, ValueError):
-            pass
+        data = read_runtime_info(repo)
+        if data and data["pid"] == proc.pid:
+            return proc, data["url"]
         time.sleep(0.2)
     proc.kill()
     raise AssertionError("coderag serve did not start")

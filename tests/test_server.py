@@ -22,7 +22,8 @@ QUERY = "upload again with exponential backoff when the server fails"
 
 
 class Server:
-    """A ``coderag serve`` subprocess; its URL is read from the first repo's server.json."""
+    """A ``coderag serve`` subprocess; its URL and per-start secret are read from what it
+    published for the first repository in the user's runtime folder, as an editor does."""
 
     def __init__(self, *args: str, repos: list[Path], log: Path, env: dict | None = None):
         self.repos = repos
@@ -36,17 +37,20 @@ class Server:
         self.url = self._wait_for_url()
 
     def _wait_for_url(self, timeout: float = 240.0) -> str:
-        info_file = self.repos[0] / ".coderag" / "server.json"
+        from coderag.server import read_runtime_info
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(
                     f"server exited {self.proc.returncode}: {self.log.read_text()}"
                 )
-            if info_file.exists():
-                info = json.loads(info_file.read_text())
-                if info["pid"] == self.proc.pid:
-                    return info["url"]
+            info = read_runtime_info(self.repos[0])
+            if info and info["pid"] == self.proc.pid:
+                self.info = info
+                self.secret = info["secret"]
+                self.auth = {"Authorization": f"Bearer {self.secret}"}
+                return info["url"]
             time.sleep(0.1)
         self.proc.kill()
         raise AssertionError(f"server did not start: {self.log.read_text()}")
@@ -148,7 +152,8 @@ def test_cli_search_through_the_server(served):
     from coderag.server import find_server
 
     a = served.repos[0]
-    assert find_server(a) == served.url
+    assert find_server(a).url == served.url
+    assert find_server(a, verify=True).secret == served.secret
     r = run_cli("search", QUERY, "--server", served.url, "--repo", str(a), "-k", "3", "--json")
     assert r.returncode == 0, r.stderr
     hits = json.loads(r.stdout)
@@ -159,16 +164,18 @@ def test_cli_search_through_the_server(served):
 
 
 def test_find_server_ignores_dead_servers(tmp_path):
-    from coderag.server import find_server, write_server_file
+    from coderag.server import find_server, publish
 
     assert find_server(tmp_path) is None
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
     )
-    write_server_file(tmp_path, {"url": "http://127.0.0.1:1", "pid": int(dead.stdout)})
+    info = {"repo": str(tmp_path.resolve()), "secret": "s" * 43}
+    publish(tmp_path, {**info, "url": "http://127.0.0.1:1", "pid": int(dead.stdout)})
     assert find_server(tmp_path) is None
-    write_server_file(tmp_path, {"url": "http://127.0.0.1:2", "pid": os.getpid()})
-    assert find_server(tmp_path) == "http://127.0.0.1:2"
+    publish(tmp_path, {**info, "url": "http://127.0.0.1:2", "pid": os.getpid()})
+    assert find_server(tmp_path).url == "http://127.0.0.1:2"
+    assert find_server(tmp_path, verify=True) is None  # nothing there proves the secret
 
 
 # ------------------------------------------------------------------- refresh and status
@@ -179,7 +186,8 @@ def test_refresh_indexes_a_new_file(served, http):
         '    """How many bytes a bucket may still take before the quota is hit."""\n'
         "    return max(0, bucket.quota - used)\n"
     )
-    r = http.post("/refresh", json={"repo": str(a), "paths": ["uploader/quota.py"], "wait": True})
+    body = {"repo": str(a), "paths": ["uploader/quota.py"], "wait": True}
+    r = http.post("/refresh", json=body, headers=served.auth)
     assert r.status_code == 200, r.text
     assert r.json()["repo"] == str(a)
     # searchable by full text at once; the watcher fills in its vectors right after
@@ -209,7 +217,14 @@ def test_status_health_openapi(served, http):
         assert x["watcher"]["watching"] is True and isinstance(x["queue"], int)
     assert http.get("/health").json()["ok"] is True
     doc = http.get("/openapi.json").json()
-    assert set(doc["paths"]) == {"/search", "/refresh", "/status", "/health", "/openapi.json"}
+    assert set(doc["paths"]) == {
+        "/search",
+        "/refresh",
+        "/status",
+        "/health",
+        "/identity",
+        "/openapi.json",
+    }
     assert "post" in doc["paths"]["/search"] and "post" in doc["paths"]["/refresh"]
 
 
@@ -237,7 +252,7 @@ def test_bad_requests_are_refused(served, http):
         ("/refresh", {"repo": "/", "paths": ["/etc/passwd"]}, 404),
     ]
     for route, body, status in cases:
-        r = http.post(route, json=body)
+        r = http.post(route, json=body, headers=served.auth)
         assert r.status_code == status, (route, body, r.text)
         assert r.json()["error"]
     r = http.post("/search", content=b"{not json", headers={"content-type": "application/json"})
@@ -250,7 +265,7 @@ def test_bad_requests_are_refused(served, http):
         for _ in range(12):
             yield b" " * 100_000
 
-    r = http.post("/search", content=chunks())
+    r = http.post("/search", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
     # nothing from outside the repository made it into the index
     r = http.post("/search", json={"repo": str(a), "query": "secret", "mode": "lexical"})
@@ -283,6 +298,7 @@ def test_concurrent_searches_during_refresh(served):
                     r = await client.post(
                         "/refresh",
                         json={"repo": str(a), "paths": ["uploader/client.py"], "wait": True},
+                        headers=served.auth,
                     )
                     assert r.status_code == 200, r.text
                 return n
@@ -328,9 +344,15 @@ def test_token_required_off_loopback_and_clean_shutdown(tmp_path):
     assert r.returncode == 2 and "--token" in r.stderr and "Traceback" not in r.stderr
 
     token = "s3cret-token"
-    server = Server("--host", "0.0.0.0", "--token", token, repos=[repo], log=tmp_path / "log")
-    info = json.loads((repo / ".coderag" / "server.json").read_text())
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    server = Server(
+        "--host", "0.0.0.0", "--token-file", str(token_file), repos=[repo], log=tmp_path / "log"
+    )
+    info = server.info
     assert info["token_required"] is True and info["pid"] == server.proc.pid
+    assert not (repo / ".coderag" / "server.json").exists()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             for route in ("/health", "/status", "/openapi.json"):
@@ -350,20 +372,27 @@ def test_token_required_off_loopback_and_clean_shutdown(tmp_path):
             assert st["indexed"] and st["dense_coverage"] == 1.0, st
             r = client.post("/search", json={"query": "area of a circle"}, headers=good)
             assert r.status_code == 200 and r.json()["hits"]
-        # the CLI finds the server only with the token in its environment
-        from coderag.server import find_server
+        # the CLI finds the server in the runtime folder and needs no token for it (the
+        # per-start secret is its credential); a URL given by hand needs the token
+        from coderag.server import find_server, remote_search
 
         os.environ.pop("CODERAG_TOKEN", None)
-        assert find_server(repo) is None
+        found = find_server(repo, verify=True)
+        assert found is not None and found.token_required
+        assert remote_search(found, "area of a circle", k=2)
+        r = run_cli("search", "circle", "--server", server.url, "--json")
+        assert r.returncode == 1 and "CODERAG_TOKEN" in r.stderr
         r = run_cli(
             "search", "circle", "--server", server.url, "--json", env={"CODERAG_TOKEN": token}
         )
         assert r.returncode == 0 and json.loads(r.stdout), r.stderr
     finally:
         rc = server.stop()
-    # SIGTERM: exit 0, watcher stopped, writer lock free, server.json gone
+    # SIGTERM: exit 0, watcher stopped, writer lock free, runtime file gone
     assert rc == 0, (tmp_path / "log").read_text()
-    assert not (repo / ".coderag" / "server.json").exists()
+    from coderag.server import read_runtime_info, runtime_file
+
+    assert read_runtime_info(repo) is None and not runtime_file(repo).exists()
     from coderag.index import WriterLock
 
     WriterLock(repo / ".coderag", timeout=0).acquire().release()
