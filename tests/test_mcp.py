@@ -38,7 +38,8 @@ def test_mcp_tools_over_stdio(indexed_repo):
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "coderag", "mcp", str(root)],
-        env={k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_"))},
+        # XDG_*: the test session's own user folders (the key that stamps .coderag/)
+        env={k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_", "XDG_"))},
         cwd=str(root),
     )
 
