@@ -16,6 +16,10 @@ Metrics, chunk level (ranked hits as returned) and file level (hits reduced to t
 files, first occurrence): Recall@1/5/10 (share of a query's relevant items found in the
 top k), MRR@10 (reciprocal rank of the first relevant hit) and NDCG@10 (binary gains, each
 relevant item counted once). Latency is wall time per search, median and 95th percentile.
+
+Optional query fields: ``lang`` (the JSON output then has means per language under
+``by_lang``, as it has per ``kind`` under ``by_kind``) and ``split`` (``--split NAME`` keeps
+only the queries of that split, e.g. the tune or heldout half of bench/funcq).
 """
 
 from __future__ import annotations
@@ -121,6 +125,34 @@ def score_query(hits: list[dict], relevant: list[dict], k: int = 10) -> dict[str
     }
 
 
+BREAKDOWN = ("kind", "lang")  # query fields whose values get their own means in the JSON
+
+
+def _breakdown(queries: list[dict], per_query: list[dict], field: str) -> dict[str, dict]:
+    """Mean metrics per value of ``field`` (queries without it count as "nl" for ``kind``)."""
+    groups: dict[str, list[dict]] = {}
+    for q, s in zip(queries, per_query, strict=True):
+        groups.setdefault(str(q.get(field, "nl" if field == "kind" else "?")), []).append(s)
+    return {
+        value: {**{m: sum(s[m] for s in ss) / len(ss) for m in METRICS}, "queries": len(ss)}
+        for value, ss in sorted(groups.items())
+    }
+
+
+def select_split(queries: list[dict], split: str | None) -> list[dict]:
+    """The queries whose ``split`` field is ``split`` (all of them when ``split`` is None)."""
+    if split is None:
+        return queries
+    out = [q for q in queries if q.get("split") == split]
+    if not out:
+        names = sorted({str(q["split"]) for q in queries if "split" in q})
+        raise UsageError(
+            f"no queries in split {split!r}"
+            + (f" (splits in the file: {', '.join(names)})" if names else " (no split fields)")
+        )
+    return out
+
+
 def evaluate(
     index, queries: list[dict], modes: list[str], k: int = 10
 ) -> dict[str, dict[str, float]]:
@@ -161,6 +193,9 @@ def evaluate(
             for m in METRICS:
                 totals[m] += s[m]
         res = {m: totals[m] / len(queries) for m in METRICS}
+        for field in BREAKDOWN:
+            if any(field in q for q in queries):
+                res[f"by_{field}"] = _breakdown(queries, per_query, field)
         lat.sort()
         res["p50_ms"] = statistics.median(lat)
         res["p95_ms"] = lat[min(len(lat) - 1, math.ceil(0.95 * len(lat)) - 1)]
@@ -200,7 +235,8 @@ def add_arguments(p) -> None:
     p.epilog = (
         "examples:\n  coderag eval queries.jsonl\n"
         "  coderag eval queries.jsonl --repo ~/src/project --mode dense,lexical,hybrid --json\n"
-        "  coderag eval queries.jsonl --mode hybrid,hybrid+rerank --rerank-model ./reranker\n\n"
+        "  coderag eval queries.jsonl --mode hybrid,hybrid+rerank --rerank-model ./reranker\n"
+        "  coderag eval bench/funcq/queries.jsonl --repo /tmp/funcq --split heldout --json\n\n"
         'query file lines: {"query": "...", "relevant": [{"path": "a.py", "symbol": "f"}]}'
     )
     p.add_argument("queries", help="JSONL file of labelled queries")
@@ -211,6 +247,11 @@ def add_arguments(p) -> None:
         help="comma-separated modes to compare; add '+rerank' to rerank one (hybrid+rerank)",
     )
     p.add_argument("-k", type=int, default=10, help="hits per query (default 10)")
+    p.add_argument(
+        "--split",
+        metavar="NAME",
+        help='only the queries whose "split" field is NAME (e.g. tune, heldout)',
+    )
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--model", help="embedding model (default: the index's)")
     p.add_argument(
@@ -229,7 +270,7 @@ def run(args) -> int:
             f"unknown mode {', '.join(bad) or '(none)'} (choose from {', '.join(MODES)}, "
             "each optionally with +rerank)"
         )
-    queries = load_queries(args.queries)
+    queries = select_split(load_queries(args.queries), args.split)
     overrides = {"model": args.model, "rerank_model": args.rerank_model}
     idx = Index(args.repo, **{k: v for k, v in overrides.items() if v})
     results = evaluate(idx, queries, modes, args.k)

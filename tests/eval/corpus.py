@@ -348,9 +348,12 @@ def _cached(where: Path) -> Path | None:
     return root if root.is_dir() and _manifest(root) == want else None
 
 
-def corpus_root() -> Path:
-    """The laid-out corpus (fetched and cached on first use). Treat it as read-only."""
-    where = cache_dir()
+def corpus_root(where: Path | None = None, packages: tuple[Package, ...] = PACKAGES) -> Path:
+    """The laid-out corpus (fetched and cached on first use). Treat it as read-only.
+
+    ``where`` and ``packages`` let another labelled set (bench/funcq) reuse this machinery
+    with its own pins and cache folder."""
+    where = cache_dir() if where is None else where
     root = _cached(where)
     if root is not None:
         return root
@@ -359,7 +362,7 @@ def corpus_root() -> Path:
     try:
         downloads = work / "downloads"
         downloads.mkdir()
-        for pkg in PACKAGES:
+        for pkg in packages:
             _lay_out(pkg, _download(pkg, downloads), work / "corpus")
         shutil.rmtree(downloads)
         (work / "manifest.json").write_text(json.dumps(_manifest(work / "corpus"), indent=1))
