@@ -12,6 +12,7 @@ import json
 import sys
 import time
 
+from .display import escape, escape_block
 from .errors import CoderagError, UsageError
 
 EPILOG = """examples:
@@ -188,7 +189,7 @@ def _version() -> str:
 
 
 def _err(msg: str) -> None:
-    print(f"coderag: {msg}", file=sys.stderr)
+    print(f"coderag: {escape(msg)}", file=sys.stderr)  # messages may quote repository text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +284,7 @@ def cmd_index(args) -> int:
         _err(note)
     if args.verbose:
         for s in stats.skipped:
-            print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+            print(f"skipped {escape(s.path)}: {escape(s.reason)}", file=sys.stderr)
     if args.json:
         print(json.dumps(stats.summary()))
     else:
@@ -344,9 +345,10 @@ class _RichProgress:
 
     def __call__(self, event: str, **kw) -> None:
         if event == "model":
-            self.console.print(
-                f"[dim]model {kw['model']} on {kw['device']} ({kw['dtype']}, {kw['dim']} dims)[/dim]"
-            )
+            from rich.text import Text
+
+            line = f"model {kw['model']} on {kw['device']} ({kw['dtype']}, {kw['dim']} dims)"
+            self.console.print(Text(escape(line), style="dim"))  # a Text: no markup parsed
             return
         if not self.started:
             self.progress.start()
@@ -450,6 +452,8 @@ def _print_hits(hits: list[dict], query: str) -> None:
 
     from .rank import expand
 
+    # repository text (paths, symbols, snippets) goes in Text objects, never parsed as markup,
+    # with control, C1 and bidi characters made visible (escape): nothing reaches the terminal raw
     console = Console(highlight=False)
     if not hits:
         console.print("no results")
@@ -457,11 +461,11 @@ def _print_hits(hits: list[dict], query: str) -> None:
     words = sorted({w for w in expand(query) if len(w) >= 3}, key=len, reverse=True)
     for h in hits:
         head = Text()
-        head.append(f"{h['path']}:{h['start_line']}-{h['end_line']}", style="bold cyan")
-        head.append(f"  {h['symbol'] or '-'}", style="yellow")
+        head.append(f"{escape(h['path'])}:{h['start_line']}-{h['end_line']}", style="bold cyan")
+        head.append(f"  {escape(h['symbol'] or '-')}", style="yellow")
         head.append(f"  {h['score']:.4f}", style="dim")
         console.print(head)
-        lines = h["text"].splitlines()
+        lines = escape_block(h["text"]).splitlines()
         snippet = Text("\n".join("    " + ln for ln in lines[:6]))
         if len(lines) > 6:
             snippet.append(f"\n    … {len(lines) - 6} more lines", style="dim")
@@ -482,7 +486,7 @@ def cmd_status(args) -> int:
     for k, v in st.items():
         if k == "bytes":
             v = f"{v:,} bytes"
-        print(f"{k:<{width}}  {v}")
+        print(f"{k:<{width}}  {escape(v)}")
     return 0
 
 

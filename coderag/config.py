@@ -6,6 +6,7 @@ Only plain data lives here; nothing in this module does I/O beyond reading the T
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -62,56 +63,145 @@ class Config:
     embed_batch: int = 256
     #: watch mode: quiet period before a batch of changes is applied (milliseconds)
     debounce_ms: int = 200
+    #: settings whose value came from the repository's own settings file -> that file's path:
+    #: untrusted input (a cloned repository chooses them), see :meth:`local_only`
+    _from_repo: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def replace(self, **changes) -> Config:
         changes = {k: v for k, v in changes.items() if v is not None}
-        return dataclasses.replace(self, **changes)
+        new = dataclasses.replace(self, **changes)
+        new._from_repo = {k: v for k, v in self._from_repo.items() if k not in changes}
+        return new
+
+    def repo_file(self, name: str) -> str | None:
+        """The repository settings file that chose setting ``name``, or None (the default,
+        the environment or the caller chose it)."""
+        return self._from_repo.get(name)
+
+    def local_only(self, name: str) -> str | None:
+        """None when the model named by setting ``name`` (model, rerank_model) may be
+        downloaded; else why not, for the error. A cloned repository's settings file may name a
+        model that loads from local files (a folder, the Hugging Face cache), never one that
+        makes coderag fetch from the network, unless the user allows it with
+        CODERAG_ALLOW_DOWNLOAD=1 or names the model themselves."""
+        where = self._from_repo.get(name)
+        allowed = os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip().lower() in _YES
+        if where is None or getattr(self, name) == "auto" or allowed:
+            return None
+        flag = "--model / CODERAG_MODEL" if name == "model" else "--rerank-model / " + _ENV[name]
+        return (
+            f"{where} names it: models chosen by a repository's settings are downloaded only "
+            f"with {ALLOW_DOWNLOAD_ENV}=1 (or choose it yourself with {flag})"
+        )
 
 
+_YES = ("1", "true", "yes", "on")
 _SWITCH = {"on": "on", "true": "on", "yes": "on", "1": "on", "off": "off", "false": "off",
            "no": "off", "0": "off", "auto": "auto"}  # fmt: skip
 
+#: numeric settings: (type, smallest, largest) -- a repository's settings file is untrusted
+#: input, so every value is checked here, not deep inside the code that uses it
+_RANGES: dict[str, tuple[type, float, float]] = {
+    "dim": (int, 1, 65_536),
+    "max_tokens": (int, 1, 1_000_000),
+    "max_file_bytes": (int, 1, 1 << 40),
+    "rrf_k": (int, 1, 1_000_000),
+    "dense_weight": (float, 0, 1_000),
+    "lexical_weight": (float, 0, 1_000),
+    "candidates": (int, 1, 10_000),
+    "rerank_depth": (int, 1, 10_000),
+    "lock_timeout": (float, 0, 86_400),
+    "embed_batch": (int, 1, 1_000_000),
+    "debounce_ms": (int, 0, 3_600_000),
+}
+_TEXT = ("model", "device", "dtype", "rerank_model")
+#: CODERAG_ALLOW_DOWNLOAD=1: models named by a repository's settings file may be downloaded
+ALLOW_DOWNLOAD_ENV = "CODERAG_ALLOW_DOWNLOAD"
 
-def _coerce(name: str, value):
-    f = {f.name: f for f in dataclasses.fields(Config)}.get(name)
-    if f is None:
-        raise CoderagError(f"unknown setting {name!r} in coderag configuration")
-    if name == "fusion" and str(value) not in ("relative", "rrf"):
-        raise CoderagError(f"setting 'fusion' must be relative or rrf, not {value!r}")
+
+def _settings() -> set[str]:
+    return {f.name for f in dataclasses.fields(Config) if not f.name.startswith("_")}
+
+
+def _coerce(name: str, value, where: str = "coderag configuration", typed: bool = False):
+    """The value of setting ``name``, checked; a one-line CoderagError naming the setting and
+    ``where`` it came from (a file, an environment variable, the arguments) otherwise.
+    ``typed``: a settings file, where numbers must be TOML numbers (the environment is text)."""
+    if name not in _settings():
+        raise CoderagError(f"unknown setting {_show(name)} in {where}")
+
+    def bad(want: str) -> CoderagError:
+        return CoderagError(f"setting {name!r} in {where} must be {want}, not {_show(value)}")
+
     if name == "rerank":  # a switch: on / off / auto (TOML booleans too)
-        word = str(value).strip().lower()
+        word = str(value).strip().lower() if isinstance(value, (str, bool)) else None
         if word not in _SWITCH:
-            raise CoderagError(f"setting 'rerank' must be on, off or auto, not {value!r}")
+            raise bad("on, off or auto")
         return _SWITCH[word]
-    kind = str(f.type)
-    try:
-        if "int" in kind and not isinstance(value, list):
-            return int(value)
-        if "float" in kind:
-            return float(value)
-        if "list" in kind:
-            return [str(v) for v in (value if isinstance(value, list) else [value])]
-    except (TypeError, ValueError):
-        raise CoderagError(f"setting {name!r} has an invalid value {value!r}") from None
-    return value
+    if name == "fusion":
+        if value not in ("relative", "rrf"):
+            raise bad("relative or rrf")
+        return value
+    if name in _TEXT:
+        if not isinstance(value, str) or not value.strip() or "\x00" in value:
+            raise bad("a non-empty string")
+        return value
+    if name == "ignore":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of strings")
+        return list(value)
+    kind, low, high = _RANGES[name]
+    want = f"{'an integer' if kind is int else 'a number'} from {low:,} to {high:,}"
+    number = value
+    if isinstance(value, str) and not typed:  # the environment: text
+        try:
+            number = int(value.strip()) if kind is int else float(value.strip())
+        except ValueError:
+            raise bad(want) from None
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise bad(want)
+    if kind is int and not isinstance(number, int):
+        raise bad(want)
+    if not (math.isfinite(number) and low <= number <= high):
+        raise bad(want)
+    return kind(number)
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def load_config(root: Path, **overrides) -> Config:
     """Read the repo's settings file, then the environment, then explicit overrides."""
     values: dict = {}
+    where: dict[str, str] = {}
+    source = None
     toml_path = root / ".coderag.toml"
     pyproject = root / "pyproject.toml"
     try:
-        if toml_path.is_file():
-            values.update(tomllib.loads(toml_path.read_text("utf-8")))
-        elif pyproject.is_file():
-            values.update(
-                tomllib.loads(pyproject.read_text("utf-8")).get("tool", {}).get("coderag", {})
-            )
+        source = next((p for p in (toml_path, pyproject) if p.is_file()), None)
+        table = tomllib.loads(source.read_text("utf-8")) if source is not None else {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise CoderagError(f"cannot read coderag settings: {e}") from None
+        raise CoderagError(f"cannot read coderag settings from {source or root}: {e}") from None
+    if source == pyproject:
+        table = table.get("tool", {})
+        table = table.get("coderag", {}) if isinstance(table, dict) else None
+        if not isinstance(table, dict):
+            raise CoderagError(f"[tool.coderag] in {pyproject} must be a table")
+    values.update(table)
+    where.update(dict.fromkeys(table, str(source)))
+    from_file = set(values)
     for name, env in _ENV.items():
         if os.environ.get(env):
             values[name] = os.environ[env]
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Config(**{k: _coerce(k, v) for k, v in values.items()})
+            where[name] = f"environment variable {env}"
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    values.update(explicit)
+    where.update(dict.fromkeys(explicit, "the arguments"))
+    repo = {k: where[k] for k in from_file if where.get(k) == str(source)}
+    cfg = Config(**{k: _coerce(k, v, where[k], k in repo) for k, v in values.items()})
+    cfg._from_repo = repo
+    return cfg

@@ -690,8 +690,10 @@ def _load(
     max_tokens: int | None,
     instructions: dict[str, str] | None,
     token_budget: int | None,
+    local_only: str | None = None,
 ) -> Embedder:
-    """Load an explicitly named model (bundled / folder / hub id) or raise ModelNotFound."""
+    """Load an explicitly named model (bundled / folder / hub id) or raise ModelNotFound.
+    ``local_only``: never download (local folders and the HF cache only); says why, in errors."""
     folder: Path | None
     if model in ("bundled", "minilm", BUNDLED_MODEL_ID) or model == "all-MiniLM-L6-v2":
         folder = bundled_model_path()
@@ -737,11 +739,13 @@ def _load(
         _quiet_transformers()
         offline = _hf_offline()
         name = str(folder) if folder is not None else model
+        if local_only and folder is None:
+            name = str(_cached_snapshot(model, f"embedding model {model!r}", local_only))
         try:
             try:
                 st = _build_st(name, folder, device, dtype, True, source)
             except Exception:
-                if folder is not None or offline:
+                if folder is not None or offline or local_only:
                     raise
                 log.warning("coderag: %s is not in the Hugging Face cache; downloading it", model)
                 st = _build_st(name, folder, device, dtype, False, source)
@@ -752,7 +756,7 @@ def _load(
                 f"folder {folder}"
                 if folder is not None
                 else "the Hugging Face cache"
-                + (" (HF_HUB_OFFLINE=1)" if offline else " and the Hugging Face Hub")
+                + (" (HF_HUB_OFFLINE=1)" if offline or local_only else " and the Hugging Face Hub")
             )
             raise ModelNotFound(
                 f"cannot load embedding model {model!r} from {where}: {_one_line(exc)}"
@@ -778,6 +782,19 @@ def _load(
         return emb
 
 
+def _cached_snapshot(model_id: str, what: str, why: str) -> Path:
+    """The Hugging Face cache's folder for hub id ``model_id``, found on the file system alone
+    (loading by hub id, even with ``local_files_only``, may still send requests); else a
+    ModelNotFound that says ``why`` the model is not downloaded."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("modules.json", "config.json"):
+        hit = try_to_load_from_cache(model_id, filename)
+        if isinstance(hit, str):
+            return Path(hit).parent
+    raise ModelNotFound(f"cannot load {what}: it is not in the Hugging Face cache and {why}")
+
+
 def _freeze(d: dict[str, str] | None) -> tuple | None:
     return None if not d else tuple(sorted(d.items()))
 
@@ -791,6 +808,7 @@ def load_embedder(
     max_tokens: int | None = None,
     instructions: dict[str, str] | None = None,
     token_budget: int | None = None,
+    local_only: str | None = None,
 ) -> Embedder:
     """Load (once per process) the embedding model ``model``.
 
@@ -800,6 +818,8 @@ def load_embedder(
     Anything else is a Hugging Face id or a local folder, and failing to load it raises
     :class:`~coderag.errors.ModelNotFound`. ``device``/``dtype`` override the defaults; ``dim``
     truncates (Matryoshka) then re-normalises; ``max_tokens`` caps the input tokens.
+    ``local_only``: a named model is never downloaded (it loads from a folder or the Hugging
+    Face cache) and the text says why, in the error (e.g. a cloned repository's settings chose it).
     """
     if dim is not None and dim <= 0:
         raise UsageError(f"dim must be positive, got {dim}")
@@ -814,7 +834,7 @@ def load_embedder(
         token_budget=token_budget,
     )
     if model != "auto":
-        return _load(model, **kw)
+        return _load(model, **kw, local_only=local_only)
     akey = (device, _norm_dtype(dtype), dim, max_tokens, _freeze(instructions), token_budget)
     with _LOAD_LOCK:
         if akey in _AUTO:
@@ -1048,12 +1068,14 @@ def load_reranker(
     device: str | None = None,
     dtype: str | None = None,
     max_tokens: int | None = None,
+    local_only: str | None = None,
 ) -> Reranker:
     """Load (once per process) a reranker: a Hugging Face id or a local folder.
 
     ``"auto"`` is :data:`RERANK_GPU_MODEL_ID` on a CUDA GPU (bfloat16) and
     :data:`RERANK_CPU_MODEL_ID` on a CPU. Raises :class:`~coderag.errors.ModelNotFound`
     when it cannot be loaded (offline and not in the Hugging Face cache, a broken folder).
+    ``local_only``: never download; the text says why, in the error.
     """
     if max_tokens is not None and max_tokens < 64:
         raise UsageError(f"the reranker needs max_tokens >= 64, got {max_tokens}")
@@ -1071,11 +1093,13 @@ def load_reranker(
             return _RERANKERS[key]
         _quiet_transformers()
         name = str(folder) if folder is not None else model
+        if local_only and folder is None:
+            name = str(_cached_snapshot(model, f"reranker {model!r}", local_only))
         try:
             try:
                 built = _build_reranker(name, model_id, device, dtype, True)
             except Exception:
-                if folder is not None or _hf_offline():
+                if folder is not None or _hf_offline() or local_only:
                     raise
                 log.warning("coderag: %s is not in the Hugging Face cache; downloading it", model)
                 built = _build_reranker(name, model_id, device, dtype, False)

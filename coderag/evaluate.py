@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from .display import escape
 from .errors import CoderagError, UsageError
 
 METRICS = (
@@ -278,7 +279,8 @@ def run(args) -> int:
         print(json.dumps(results))
     else:
         print(
-            f"{len(queries)} queries, {idx.status()['chunks']} chunks, model {idx.status()['model']}"
+            f"{len(queries)} queries, {idx.status()['chunks']} chunks, "
+            f"model {escape(idx.status()['model'])}"
         )
         print(format_table(results))
     sys.stdout.flush()

@@ -36,6 +36,7 @@ import sys
 import time
 from pathlib import Path
 
+from .display import escape
 from .errors import CoderagError
 
 HOOKS = ("pre-commit", "post-checkout", "post-merge", "post-rewrite")
@@ -181,7 +182,7 @@ def _run_event(args) -> int:
         if not isinstance(e, CoderagError):
             msg = f"{type(e).__name__}: {msg}"
         tail = "" if strict else "; carrying on (run `coderag index` later)"
-        print(f"coderag: {args.event} hook: indexing failed: {msg}{tail}", file=sys.stderr)
+        print(f"coderag: {args.event} hook: indexing failed: {escape(msg)}{tail}", file=sys.stderr)
         if args.json:
             print(json.dumps({"event": args.event, "via": "failed", "error": msg}))
         return 1 if strict else 0
@@ -189,7 +190,7 @@ def _run_event(args) -> int:
     if args.json:
         print(json.dumps(result))
     elif not args.quiet and result["via"] != "none":
-        print(f"coderag: {describe(result)}", file=sys.stderr)
+        print(f"coderag: {escape(describe(result))}", file=sys.stderr)
     return 0
 
 

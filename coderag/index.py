@@ -24,7 +24,6 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 from . import datadir, rank
@@ -52,6 +51,7 @@ from .files import (
     read_bytes,
     walk,
 )
+from .globs import compile_glob, like_patterns
 
 Progress = Callable[..., None]
 log = logging.getLogger("coderag.index")
@@ -243,6 +243,7 @@ class Index:
                 dtype=self.config.dtype,
                 dim=dim,
                 max_tokens=self.config.max_tokens,
+                local_only=self.config.local_only("model"),  # a repository's choice: no download
             )
         return self._embedder
 
@@ -697,7 +698,8 @@ class Index:
         cands = self._candidates(store, meta, query, mode, is_code, depth, where, kind)
         fused = rank.rank(*cands, query, self.weights, code=is_code)
         if path:
-            fused = [(r, s) for r, s in fused if _glob_match(r["path"], path)]
+            keep = compile_glob(path)  # linear time, whatever the pattern
+            fused = [(r, s) for r, s in fused if keep(r["path"])]
         if self._rerank_wanted(rerank):
             auto = rerank is None and self.config.rerank == "auto"
             fused = self._rerank(query, fused, "code" if is_code else "nl", k, auto=auto)
@@ -750,6 +752,7 @@ class Index:
                 self.config.rerank_model,
                 device=self.config.device or getattr(self._embedder, "device", None),
                 dtype=self.config.dtype,
+                local_only=self.config.local_only("rerank_model"),
             )
         return self._reranker
 
@@ -785,7 +788,8 @@ class Index:
         if kind:
             parts.append(f"kind = {sql_str(kind)}")
         if path:
-            parts.append(f"path LIKE {sql_str(_glob_to_like(path))} ESCAPE '\\'")
+            likes = [f"path LIKE {sql_str(p)} ESCAPE '\\'" for p in like_patterns(path)]
+            parts.append(f"({' OR '.join(likes)})")  # the glob, or a folder named by it
         return " AND ".join(parts) or None
 
     def _export_query_encoder(self, emb) -> None:
@@ -876,49 +880,3 @@ class Index:
             "device": meta.get("device"),
             "schema_version": meta.get("schema_version"),
         }
-
-
-def _glob_to_like(glob: str) -> str:
-    """A LIKE pattern that matches at least what the glob matches (the exact check follows)."""
-    out = [] if "/" in glob else ["%"]  # a bare name pattern matches at any depth
-    for ch in glob:
-        if ch in "%_\\":
-            out.append("\\" + ch)
-        elif ch == "*":
-            if not out or out[-1] != "%":
-                out.append("%")
-        elif ch == "?":
-            out.append("_")
-        elif ch in "[]":
-            return "%"  # character classes have no LIKE form: filter afterwards only
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _glob_match(path: str, glob: str) -> bool:
-    """Globs on POSIX paths: ``*`` within a segment, ``**`` across segments; a pattern
-    without ``/`` matches the file name at any depth; a folder matches everything below."""
-    import re
-
-    if "/" not in glob:
-        return fnmatchcase(path.rsplit("/", 1)[-1], glob) or path.startswith(glob + "/")
-    g = glob.lstrip("/")
-    rx, i = "", 0
-    while i < len(g):
-        if g.startswith("**/", i):
-            rx += "(?:.*/)?"
-            i += 3
-        elif g.startswith("**", i):
-            rx += ".*"
-            i += 2
-        elif g[i] == "*":
-            rx += "[^/]*"
-            i += 1
-        elif g[i] == "?":
-            rx += "[^/]"
-            i += 1
-        else:
-            rx += re.escape(g[i])
-            i += 1
-    return re.fullmatch(rx, path) is not None or path.startswith(g.rstrip("/") + "/")

@@ -19,6 +19,7 @@ import os
 import sys
 from contextlib import contextmanager
 
+from .display import escape
 from .errors import CoderagError, UsageError
 
 log = logging.getLogger("coderag.mcp")
@@ -94,7 +95,7 @@ def run(args) -> int:
 
 
 def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(escape(line), file=sys.stderr, flush=True)  # lines name repository files
 
 
 class Keeper:

@@ -62,6 +62,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .display import escape
 from .errors import CoderagError, IndexMissing, LockHeld, UsageError
 
 log = logging.getLogger("coderag.server")
@@ -325,7 +326,11 @@ class Served:
         except Exception as e:  # noqa: BLE001 - LockHeld above all: serve without it
             self.watcher = None
             self.last_error = f"not watching: {_one_line(e)}"
-            print(f"coderag serve: {self.root}: {self.last_error}", file=sys.stderr, flush=True)
+            print(
+                f"coderag serve: {self.root}: {escape(self.last_error)}",
+                file=sys.stderr,
+                flush=True,
+            )
             self.read_fresh()
 
     def is_starting(self) -> bool:
@@ -682,7 +687,7 @@ def _index_model(idx) -> str | None:
 
 def _stderr_with(prefix: str):
     def say(line: str) -> None:
-        print(f"{prefix}{line}", file=sys.stderr, flush=True)
+        print(f"{prefix}{escape(line)}", file=sys.stderr, flush=True)  # names repository files
 
     return say
 

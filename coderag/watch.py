@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import datadir
+from .display import escape
 from .errors import CoderagError, LockHeld, UsageError
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class _Cancelled(Exception):
 
 
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(escape(line), file=sys.stderr, flush=True)  # lines name repository files
 
 
 def _now_iso() -> str:

@@ -1,0 +1,449 @@
+"""A cloned repository is untrusted input: its file contents, file names and settings file.
+Each test plays an attack such a repository could carry out, on a real repository through the
+real CLI or library, and checks that it now fails safely.
+
+* terminal escapes (OSC 52 clipboard writes, OSC 8 links, CSI, C1 controls, bidi overrides,
+  rich markup) in files, names and symbols reach the terminal only as visible escapes;
+* ``--path`` globs cost time linear in the path, whatever the pattern (no backtracking);
+* settings of the wrong type or out of range are one line, not a traceback; a model named by
+  the repository's settings is never downloaded unless the user allows it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import http.server
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coderag.config import Config, load_config
+from coderag.display import BIDI, escape, escape_block
+from coderag.errors import CoderagError
+from coderag.globs import MAX_GLOB_CHARS, compile_glob, glob_match, like_patterns
+
+from .conftest import run_cli
+
+# ----------------------------------------------------------------------- terminal escapes
+OSC52 = "\x1b]52;c;ZWNobyBwd25lZA==\x07"  # write "echo pwned" to the clipboard
+OSC8 = "\x1b]8;;https://evil.example/\x1b\\click here\x1b]8;;\x1b\\"
+CLEAR = "\x1b[2J\x1b[H"
+C1_CSI = "\x9b31m"
+RLO = "\u202e"
+MARKUP = "[link=https://evil.example/]docs[/link] [bold red]ALERT[/bold red]"
+
+LRI, PDI, RLM, ALM = "\u2066", "\u2069", "\u200f", "\u061c"
+HOSTILE_PY = f'''def clipboard_helper():
+    """Copies the clipboard. {OSC52} {OSC8} {CLEAR}"""
+    access = "user"  # {RLO} {LRI}if access != "admin"{PDI} {RLM}{ALM}
+    note = "{C1_CSI} clipboard \x7f\x08 {MARKUP}"
+    return access, note
+'''
+HOSTILE_MD = f"# Clipboard {OSC52}title\n\nThe clipboard section {CLEAR} {MARKUP}.\n"
+HOSTILE_NAME = f"clip{RLO}yp.board\x9b.py"  # bidi and a C1 control are valid in a name
+
+
+def _raw_controls(text: str) -> list[str]:
+    """Characters that must never reach a terminal raw (tab and newline are structure)."""
+    return [
+        c for c in text if c in BIDI or (ord(c) < 32 and c not in "\t\n") or 0x7F <= ord(c) <= 0x9F
+    ]
+
+
+@pytest.fixture
+def hostile_repo(tmp_path: Path) -> Path:
+    root = tmp_path / f"repo{RLO}gnp"  # the folder name shows up in `status`
+    root.mkdir()
+    (root / "clip.py").write_text(HOSTILE_PY)
+    (root / "CLIPBOARD.md").write_text(HOSTILE_MD)
+    (root / HOSTILE_NAME).write_text("def clipboard_named():\n    return 'clipboard'\n")
+    (root / f"bin{RLO}ary.py").write_bytes(b"clipboard\x00\x00\x01binary")  # skipped, named
+    return root
+
+
+def test_search_output_shows_terminal_escapes_instead_of_sending_them(hostile_repo):
+    r = run_cli("index", str(hostile_repo), "--lexical-only", "-v")
+    assert r.returncode == 0, r.stderr
+    assert not _raw_controls(r.stdout + r.stderr), r.stderr
+    assert "skipped bin\\u202eary.py: binary" in r.stderr  # the skipped-file line
+
+    env = {
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+        "FORCE_COLOR": "",
+        "TTY_COMPATIBLE": "",
+        "COLUMNS": "300",
+    }
+    r = run_cli(
+        "search", "clipboard", "--repo", str(hostile_repo), "--mode", "lexical",
+        "-k", "10", "--no-server", env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert not _raw_controls(out), sorted(set(_raw_controls(out)))
+    # every sequence is still there, visibly: contents, symbol (a heading) and file name
+    for shown in ["\\x1b]52;c;ZWNobyBwd25lZA==\\a", "\\x1b]8;;https://evil.example/\\x1b\\",
+                  "\\x1b[2J\\x1b[H", "\\x9b31m", "\\u202e", "\\u2066", "\\u2069", "\\u200f",
+                  "\\u061c", "\\x7f\\b", "clip\\u202eyp.board\\x9b.py:1-2"]:  # fmt: skip
+        assert shown in out, shown
+    assert "Clipboard \\x1b]52;c;" in out  # the Markdown heading: the doc chunk's symbol
+    assert MARKUP in out  # rich markup printed literally, never interpreted
+
+    # with colours forced on, the only escape sequences are coderag's own SGR colours
+    r = run_cli(
+        "search", "clipboard", "--repo", str(hostile_repo), "--mode", "lexical",
+        "-k", "10", "--no-server", env={"FORCE_COLOR": "1", "NO_COLOR": "", "COLUMNS": "300"},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "\x1b[" in r.stdout  # styled
+    assert not _raw_controls(re.sub(r"\x1b\[[0-9;]*m", "", r.stdout))
+    assert "\x1b]" not in r.stdout  # no OSC: no clipboard write, no hyperlink
+
+    # --json is for programs: exact text, with JSON's own escaping
+    r = run_cli(
+        "search", "clipboard", "--repo", str(hostile_repo), "--mode", "lexical", "--json",
+        "--no-server",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and "\\u001b]52" in r.stdout
+    assert any(OSC52 in h["text"] for h in json.loads(r.stdout))
+
+    r = run_cli("status", "--repo", str(hostile_repo))
+    assert r.returncode == 0, r.stderr
+    assert not _raw_controls(r.stdout) and "repo\\u202egnp" in r.stdout
+
+
+def test_escape_functions():
+    assert escape("a\x1b[2Jb\tc\nd\re") == "a\\x1b[2Jb\tc\\nd\\re"
+    assert escape_block("a\x1b\nb\x9b\u202e\udcff") == "a\\x1b\nb\\x9b\\u202e\\udcff"
+    assert escape("[bold]plain ünïcödé 😀[/bold]") == "[bold]plain ünïcödé 😀[/bold]"
+    every = "".join(chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]) + BIDI + "\u2028\u2029"
+    assert not _raw_controls(escape(every)) and "\n" not in escape(every)
+    assert escape_block(every).count("\n") == 1
+
+
+def test_log_lines_of_the_faces_escape_file_names(capsys):
+    from coderag import hook, mcp, server, watch
+
+    line = f"  updated evil{OSC52}{RLO}.py"
+    watch._stderr(line)
+    mcp._say(line)
+    server._stderr_with("coderag serve: ")(line)
+    err = capsys.readouterr().err
+    assert not _raw_controls(err) and err.count("evil\\x1b]52;c;") == 3
+    assert hook.describe({"event": "x", "via": "skipped", "note": "n"})  # no repository text
+
+
+# ------------------------------------------------------------------------------- glob ReDoS
+def _old_glob_match(path: str, glob: str) -> bool:
+    """The matcher this replaces (backtracking regex / fnmatch): the semantics to keep."""
+    if "/" not in glob:
+        return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], glob) or path.startswith(glob + "/")
+    g = glob.lstrip("/")
+    rx, i = "", 0
+    while i < len(g):
+        if g.startswith("**/", i):
+            rx += "(?:.*/)?"
+            i += 3
+        elif g.startswith("**", i):
+            rx += ".*"
+            i += 2
+        elif g[i] == "*":
+            rx += "[^/]*"
+            i += 1
+        elif g[i] == "?":
+            rx += "[^/]"
+            i += 1
+        else:
+            rx += re.escape(g[i])
+            i += 1
+    return re.fullmatch(rx, path) is not None or path.startswith(g.rstrip("/") + "/")
+
+
+def _like(pattern: str, text: str) -> bool:
+    """SQL LIKE with ESCAPE '\\', as LanceDB evaluates it."""
+    rx, i = "", 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            rx += re.escape(pattern[i + 1])
+            i += 2
+            continue
+        rx += ".*" if c == "%" else "." if c == "_" else re.escape(c)
+        i += 1
+    return re.fullmatch(rx, text, re.S) is not None
+
+
+GLOB_CHARS = st.text(alphabet="ab/*?[]!-.%_\\", max_size=9)
+PATHS = st.text(alphabet="ab/.[]!-*%_\\", min_size=1, max_size=10)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(GLOB_CHARS, PATHS)
+def test_glob_matcher_agrees_with_the_old_one(glob, path):
+    assert glob_match(path, glob) == _old_glob_match(path, glob), (glob, path)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(GLOB_CHARS, PATHS)
+def test_like_prefilter_keeps_every_match(glob, path):
+    """What LanceDB is asked for (LIKE) holds every path the glob matches."""
+    if glob_match(path, glob):
+        assert any(_like(p, path) for p in like_patterns(glob)), (glob, path, like_patterns(glob))
+
+
+def test_glob_examples():
+    cases = [
+        ("src/**", "src/a/b.py", True),
+        ("src/*.py", "src/a/b.py", False),
+        ("**/b.py", "b.py", True),
+        ("**/b.py", "x/y/b.py", True),
+        ("*.py", "x/y/b.py", True),
+        ("[ab].py", "x/a.py", True),
+        ("[!ab].py", "x/a.py", False),
+        ("x/[ab].py", "x/a.py", False),  # with a "/", brackets are literal (as before)
+        ("x/[ab].py", "x/[ab].py", True),
+        ("uploader", "uploader/client.py", True),
+        ("/src/", "src/a.py", True),
+        ("a?c", "q/abc", True),
+        ("a/?c", "a//c", False),
+    ]
+    for glob, path, want in cases:
+        assert glob_match(path, glob) is want, (glob, path)
+        assert _old_glob_match(path, glob) is want, (glob, path)
+
+
+HOSTILE_GLOBS = [
+    "**/" * 200 + "[z]",
+    "**/a" * 150 + "x",
+    "*a/" * 300,
+    "?*" * 400,
+    "*/" * 400 + "z",
+]
+
+
+def test_glob_matcher_is_linear_on_hostile_patterns():
+    """10,000 deep paths against each hostile glob: well under a second each here. The old
+    backtracking matcher took 2 s for ONE path of 10 folders at just 20 repeats of "**/"; at
+    200 repeats it does not finish."""
+    paths = [f"{'d/' * 15}m{i}/file{i}.py" for i in range(10_000)]
+    for glob in HOSTILE_GLOBS:
+        t0 = time.perf_counter()
+        keep = compile_glob(glob)
+        hits = sum(map(keep, paths))
+        took = time.perf_counter() - t0
+        assert hits == 0 and took < 5.0, (glob[:12], took)
+
+
+def test_hostile_glob_through_the_cli_is_answered_quickly(tmp_path):
+    root = tmp_path / "repo"
+    deep = root.joinpath(*"abcdefghijklmnop")
+    deep.mkdir(parents=True)
+    (deep / "uploader.py").write_text("def upload():\n    return 'upload'\n")
+    (root / "top.py").write_text("def upload_top():\n    return 'upload'\n")
+    assert run_cli("index", str(root), "--lexical-only", "-q").returncode == 0
+    base = ["search", "upload", "--repo", str(root), "--mode", "lexical", "--json", "--no-server"]
+
+    def timed(glob):
+        t0 = time.perf_counter()
+        r = run_cli(*base, "--path", glob)
+        return r, time.perf_counter() - t0
+
+    r, benign = timed("**/*.py")
+    assert r.returncode == 0 and len(json.loads(r.stdout)) == 2, r.stderr
+    for glob in ["**/" * 200 + "[z]", "**/" * 200 + "uploader.py", "a/" + "**/" * 100 + "*.py"]:
+        r, took = timed(glob)  # the old matcher: minutes to hours per search
+        assert r.returncode == 0, r.stderr
+        assert took < benign + 2.0, (glob[:12], took, benign)
+        want = [] if "[z]" in glob else [str(Path(*"abcdefghijklmnop") / "uploader.py")]
+        assert [h["path"] for h in json.loads(r.stdout)] == want
+    # a folder, and "**/" matching no folder at all (both were dropped by the LIKE pre-filter)
+    r = run_cli(*base, "--path", "a")
+    assert len(json.loads(r.stdout)) == 1, r.stderr
+    r = run_cli(*base, "--path", "**/top.py")
+    assert [h["path"] for h in json.loads(r.stdout)] == ["top.py"], r.stderr
+    r = run_cli(*base, "--path", "*" * (MAX_GLOB_CHARS + 1))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "too long" in r.stderr
+
+
+# ----------------------------------------------------------------------------- settings
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "rrf_k = -10",
+        "model = 5",
+        'candidates = "x"',
+        "rrf_k = true",
+        "dense_weight = nan",
+        "lexical_weight = -1.0",
+        "lock_timeout = inf",
+        "dim = 0",
+        "max_tokens = 2.5",
+        "max_file_bytes = 0",
+        "embed_batch = 0",
+        "debounce_ms = -1",
+        "rerank_depth = 0",
+        "ignore = [1, 2]",
+        'fusion = "max"',
+        "rerank = 3",
+        "device = []",
+        "[model]\nx = 1",
+        "no_such_setting = 1",
+    ],
+)
+def test_bad_settings_are_one_line_not_a_traceback(smallrepo, setting):
+    (smallrepo / ".coderag.toml").write_text(setting + "\n")
+    name = setting.split()[0].strip("[]")
+    for args in (["index", str(smallrepo), "-q"], ["search", "x", "--repo", str(smallrepo)]):
+        r = run_cli(*args)
+        assert r.returncode == 1, (setting, r.stdout, r.stderr)
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+        assert name in r.stderr and ".coderag.toml" in r.stderr, r.stderr
+
+
+def test_setting_checks_in_the_library(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text("[tool.coderag]\ncandidates = 0\n")
+    with pytest.raises(CoderagError, match=r"'candidates' in .*pyproject.toml"):
+        load_config(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[tool]\ncoderag = 5\n")
+    with pytest.raises(CoderagError, match=r"\[tool.coderag\]"):
+        load_config(tmp_path)
+    (tmp_path / ".coderag.toml").write_text(
+        'rrf_k = 60\ndense_weight = 2\nignore = "*.log"\nrerank = false\n_from_repo = 1\n'
+    )
+    with pytest.raises(CoderagError, match="unknown setting '_from_repo'"):
+        load_config(tmp_path)
+    (tmp_path / ".coderag.toml").write_text(
+        'rrf_k = 60\ndense_weight = 2\nignore = "*.log"\nrerank = false\nmodel = "o/m"\n'
+    )
+    cfg = load_config(tmp_path)
+    assert (cfg.rrf_k, cfg.dense_weight, cfg.ignore, cfg.rerank) == (60, 2.0, ["*.log"], "off")
+    assert isinstance(cfg.dense_weight, float) and cfg.repo_file("rrf_k").endswith(".coderag.toml")
+    assert "CODERAG_ALLOW_DOWNLOAD=1" in cfg.local_only("model")
+    assert cfg.replace(model="o/m").local_only("model") is None  # the caller chose it
+    assert load_config(tmp_path, model="o/m").local_only("model") is None
+    monkeypatch.setenv("CODERAG_MODEL", "o/m")
+    assert load_config(tmp_path).local_only("model") is None
+    monkeypatch.delenv("CODERAG_MODEL")
+    monkeypatch.setenv("CODERAG_ALLOW_DOWNLOAD", "1")
+    assert load_config(tmp_path).local_only("model") is None
+    monkeypatch.setenv("CODERAG_DIM", "many")
+    with pytest.raises(CoderagError, match="CODERAG_DIM"):
+        load_config(tmp_path)
+    monkeypatch.setenv("CODERAG_DIM", "128")
+    assert load_config(tmp_path).dim == 128
+    assert Config().local_only("model") is None
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A stand-in Hugging Face Hub: records every request, answers 404."""
+
+    seen: list[str] = []
+
+    def _answer(self):
+        type(self).seen.append(self.path)
+        self.send_response(404)
+        self.send_header("X-Error-Code", "RepositoryNotFound")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_hub(tmp_path):
+    """HF_ENDPOINT pointing at a local recorder, offline switches off, an empty HF cache."""
+    _Recorder.seen = []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
+    env |= {
+        "HF_ENDPOINT": f"http://127.0.0.1:{srv.server_address[1]}",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    env.pop("CODERAG_ALLOW_DOWNLOAD", None)
+    yield env, _Recorder.seen
+    srv.shutdown()
+    srv.server_close()
+
+
+def _cli(env, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "coderag", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_a_hub_model_named_by_the_repository_is_not_downloaded(smallrepo, fake_hub, tmp_path):
+    env, seen = fake_hub
+    (smallrepo / ".coderag.toml").write_text('model = "someorg/some-model"\n')
+    r = _cli(env, "index", str(smallrepo), "-q")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "CODERAG_ALLOW_DOWNLOAD=1" in r.stderr and ".coderag.toml" in r.stderr
+    assert seen == []  # not one request reached the (fake) hub
+
+    # the reranker too, at search time
+    (smallrepo / ".coderag.toml").write_text('rerank_model = "someorg/some-reranker"\n')
+    assert _cli(env, "index", str(smallrepo), "--lexical-only", "-q").returncode == 0
+    r = _cli(env, "search", "upload", "--repo", str(smallrepo), "--mode", "lexical", "--rerank",
+             "--no-server")  # fmt: skip
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "CODERAG_ALLOW_DOWNLOAD=1" in r.stderr and "--rerank-model" in r.stderr
+    assert seen == []
+
+    # with the opt-in, the download is attempted (the recorder sees it, answers 404)
+    r = _cli({**env, "CODERAG_ALLOW_DOWNLOAD": "1"}, "search", "upload", "--repo",
+             str(smallrepo), "--mode", "lexical", "--rerank", "--no-server")  # fmt: skip
+    assert r.returncode == 1 and "CODERAG_ALLOW_DOWNLOAD" not in r.stderr
+    assert any("someorg/some-reranker" in p for p in seen), seen
+
+
+def test_a_folder_outside_the_repository_that_is_no_model_fails_cleanly(smallrepo, tmp_path):
+    outside = tmp_path / "not-a-model"
+    outside.mkdir()
+    (outside / "secrets.txt").write_text("hunter2")
+    for value in [str(outside), str(outside / "secrets.txt"), "/nonexistent/model/folder"]:
+        (smallrepo / ".coderag.toml").write_text(f"model = {json.dumps(value)}\n")
+        r = run_cli("index", str(smallrepo), "-q")
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        assert "Traceback" not in r.stderr and "hunter2" not in r.stderr
+
+
+def test_a_cached_hub_model_named_by_the_repository_loads_without_a_request(
+    smallrepo, fake_hub, tmp_path
+):
+    """Local files are fine: a model the user already has in the Hugging Face cache loads
+    from there (found on the file system; not one request), without any opt-in."""
+    from coderag.embed import bundled_model_path
+
+    env, seen = fake_hub
+    snapshot = Path(env["HF_HOME"]) / "hub" / "models--someorg--cached-minilm"
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    (snapshot / "refs").mkdir(parents=True)
+    (snapshot / "refs" / "main").write_text(rev)
+    (snapshot / "snapshots").mkdir()
+    (snapshot / "snapshots" / rev).symlink_to(bundled_model_path(), target_is_directory=True)
+    (smallrepo / ".coderag.toml").write_text('model = "someorg/cached-minilm"\n')
+    r = _cli(env, "index", str(smallrepo), "--json")
+    assert r.returncode == 0, r.stderr
+    r = _cli(env, "status", "--repo", str(smallrepo), "--json")
+    assert json.loads(r.stdout)["model"] == "someorg/cached-minilm"
+    assert seen == []
