@@ -27,6 +27,7 @@ _ENV = {
     "embed_batch": "CODERAG_EMBED_BATCH",
     "rerank": "CODERAG_RERANK",
     "rerank_model": "CODERAG_RERANK_MODEL",
+    "static": "CODERAG_STATIC",
 }
 
 
@@ -63,6 +64,11 @@ class Config:
     embed_batch: int = 256
     #: watch mode: quiet period before a batch of changes is applied (milliseconds)
     debounce_ms: int = 200
+    #: static-embedding tier: "auto" (static vectors for every chunk, the dense half of a
+    #: search until the model's vectors cover half the chunks), "only" (no model vectors:
+    #: the fast tier alone), "off"
+    static: str = "auto"
+
     #: settings whose value came from the repository's own settings file -> that file's path:
     #: untrusted input (a cloned repository chooses them), see :meth:`local_only`
     _from_repo: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -142,6 +148,10 @@ def _coerce(name: str, value, where: str = "coderag configuration", typed: bool 
         if value not in ("relative", "rrf"):
             raise bad("relative or rrf")
         return value
+    if name == "static":
+        if value not in ("auto", "only", "off"):
+            raise bad("auto, only or off")
+        return value
     if name in _TEXT:
         if not isinstance(value, str) or not value.strip() or "\x00" in value:
             raise bad("a non-empty string")
@@ -204,4 +214,24 @@ def load_config(root: Path, **overrides) -> Config:
     repo = {k: where[k] for k in from_file if where.get(k) == str(source)}
     cfg = Config(**{k: _coerce(k, v, where[k], k in repo) for k, v in values.items()})
     cfg._from_repo = repo
+    for name in ("model", "rerank_model"):
+        if name in repo:
+            _refuse_model_inside(root, name, getattr(cfg, name), repo[name])
     return cfg
+
+
+def _refuse_model_inside(root: Path, name: str, value: str, where: str) -> None:
+    """A model folder the repository itself brings is untrusted code and weights
+    (``modules.json`` names classes to import, weights may be pickles): a repository's
+    settings may not choose one; the user may, by naming it themselves."""
+    try:
+        base = Path(root).resolve()
+        path = (base / Path(value).expanduser()).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return
+    if (path == base or base in path.parents) and path.exists():
+        flag = "--model / CODERAG_MODEL" if name == "model" else "--rerank-model / " + _ENV[name]
+        raise CoderagError(
+            f"setting {name!r} in {where} names a model inside the repository ({value}); "
+            f"coderag loads a repository's own model only when you name it yourself ({flag})"
+        )

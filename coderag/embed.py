@@ -1451,3 +1451,71 @@ class QueryEncoder:
             "dtype": "float32",
             "engine": "numpy",
         }
+
+
+# ------------------------------------------------------------------- static distillation
+def distill_static(source: str = "auto", *, batch: int = 1024) -> Path:
+    """Distil the static tier's token table from a BERT-family sentence-transformers model
+    (default: the bundled all-MiniLM-L6-v2) into the user's cache; returns the folder.
+
+    Every vocabulary token is run through the model as ``[CLS] token [SEP]`` and mean-pooled;
+    the vectors are centred and reduced to ``static.DIM`` dimensions by PCA (the model2vec
+    recipe, without its training step). Deterministic: the same model gives the same table.
+    About 40 s for MiniLM's 30,522 tokens on two CPU cores; done once per machine."""
+    import shutil
+
+    import torch
+
+    from . import static
+    from .userdirs import write_private
+
+    path = bundled_model_path() if source == "auto" else Path(source)
+    source_id = _model_id_for_folder(path)
+    folder = static.cache_folder(source_id)
+    if static.load_cached(source_id) is not None:
+        return folder
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(path), device="cpu")
+    tok = st.tokenizer
+    model = st[0].auto_model.eval()
+    if tok.cls_token_id is None or tok.sep_token_id is None:
+        raise ModelNotFound(f"{source_id}: a static table needs a BERT-style tokenizer")
+    n = len(tok)
+    hidden = np.zeros((n, model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for i in range(0, n, batch):
+            ids = torch.arange(i, min(i + batch, n))
+            inp = torch.stack(
+                [
+                    torch.full_like(ids, tok.cls_token_id),
+                    ids,
+                    torch.full_like(ids, tok.sep_token_id),
+                ],
+                1,
+            )
+            out = model(input_ids=inp, attention_mask=torch.ones_like(inp)).last_hidden_state
+            hidden[i : i + len(ids)] = out.mean(1).float().numpy()
+    centred = hidden - hidden.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    dims = min(static.DIM, vt.shape[0])
+    table = (centred @ vt[:dims].T).astype(np.float32)
+    tmp = folder.with_name(folder.name + f".{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, mode=0o700)
+    try:
+        np.save(tmp / static.TABLE, table)
+        _counting_tokenizer(tok).save(str(tmp / static.TOKENIZER))
+        meta = {
+            "format": static.FORMAT,
+            "source": source_id,
+            "model_id": f"static:{source_id}:{dims}",
+            "dim": dims,
+            "vocab": n,
+        }
+        write_private(tmp / static.CONFIG, json.dumps(meta, indent=1).encode())
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

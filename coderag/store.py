@@ -59,6 +59,8 @@ CHUNK_COLUMNS = (
     "priority",
     "vector",
 )
+#: the static tier's columns (added to older indexes by the first refresh that needs them)
+STATIC_COLUMNS = ("svector", "sembedded")
 RESULT_COLUMNS = [
     "id",
     "path",
@@ -251,7 +253,7 @@ class Store:
             self._tables.pop(name, None)
         self._names = set(self._table_names())
 
-    def create_tables(self, dim: int) -> None:
+    def create_tables(self, dim: int, static_dim: int = 256) -> None:
         import pyarrow as pa
 
         schemas = {
@@ -272,6 +274,8 @@ class Store:
                     ("embedded", pa.bool_()),
                     ("priority", pa.float32()),
                     ("vector", pa.list_(pa.float32(), dim)),
+                    ("svector", pa.list_(pa.float32(), static_dim)),
+                    ("sembedded", pa.bool_()),
                 ]
             ),
             "files": pa.schema(
@@ -364,6 +368,8 @@ class Store:
         )
 
     def _chunk_table(self, rows: list[dict]):
+        """New chunk rows as Arrow; static vectors start as zeros with ``sembedded`` false
+        (the static pass fills them)."""
         import pyarrow as pa
 
         schema = self._table("chunks").schema
@@ -376,7 +382,70 @@ class Store:
                 vecs[i] = v
         arrays = [pa.array(cols[n], type=schema.field(n).type) for n in CHUNK_COLUMNS[:-1]]
         arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim))
-        return pa.Table.from_arrays(arrays, schema=schema)
+        names = list(CHUNK_COLUMNS)
+        if "svector" in schema.names:
+            sdim = schema.field("svector").type.list_size  # zeros until the static pass
+            zeros = pa.array(np.zeros(len(rows) * sdim, dtype=np.float32))
+            arrays.append(pa.FixedSizeListArray.from_arrays(zeros, sdim))
+            arrays.append(pa.array([False] * len(rows), type=pa.bool_()))
+            names += list(STATIC_COLUMNS)
+        return pa.Table.from_arrays(arrays, schema=pa.schema([schema.field(n) for n in names]))
+
+    # ------------------------------------------------------------ static tier
+    def static_dim(self) -> int | None:
+        """The static vectors' dimension, or None for an index without the static columns."""
+        schema = self._table("chunks").schema
+        return schema.field("svector").type.list_size if "svector" in schema.names else None
+
+    def add_static_columns(self, dim: int) -> None:
+        """Give an index made before the static tier its (empty) static columns."""
+        import pyarrow as pa
+
+        if self.static_dim() is not None:
+            return
+        t = self._table("chunks")
+        t.add_columns(
+            pa.schema([pa.field("svector", pa.list_(pa.float32(), dim)), ("sembedded", pa.bool_())])
+        )
+        self._tables.pop("chunks", None)
+
+    def static_pending(self, everything: bool = False) -> list[dict]:
+        """``id`` and ``embed_text`` of the chunks without a static vector (or of all)."""
+        q = self._table("chunks").search()
+        if not everything:
+            q = q.where("sembedded IS NOT TRUE")
+        return q.select(["id", "embed_text"]).limit(None).to_arrow().to_pylist()
+
+    def count_static_pending(self) -> int:
+        if self.static_dim() is None:
+            return self.count_chunks()
+        return self._table("chunks").count_rows("sembedded IS NOT TRUE")
+
+    def set_static(self, ids: list[str], vectors: np.ndarray) -> None:
+        """Fill in static vectors of existing chunks (deleted ones are not resurrected)."""
+        import pyarrow as pa
+
+        if not ids:
+            return
+        src = _vector_table("id", ids, vectors).rename_columns(["id", "svector"])
+        src = src.append_column("sembedded", pa.array([True] * len(ids)))
+        self._table("chunks").merge_insert("id").when_matched_update_all().execute(src)
+
+    def static_dense(self, vector: np.ndarray, k: int, where: str | None) -> list[dict]:
+        """Nearest chunks by static vector (cosine), among those that have one."""
+        flt = "sembedded = true" + (f" AND ({where})" if where else "")
+        q = (
+            self._table("chunks")
+            .search(vector.astype(np.float32), vector_column_name="svector")
+            .distance_type("cosine")
+            .where(flt, prefilter=True)
+            .select([*RESULT_COLUMNS, "_distance"])
+            .limit(k)
+        )
+        rows = q.to_arrow().to_pylist()
+        for r in rows:
+            r["_score"] = 1.0 - float(r.pop("_distance"))
+        return rows
 
     def pending(self, limit: int) -> list[dict]:
         """Chunks still without a vector, most useful first (``limit`` 0 = all of them)."""
@@ -563,6 +632,7 @@ class Store:
             "files": self._table("files").count_rows(),
             "chunks": total,
             "pending": pending,
+            "static_pending": self.count_static_pending() if total else 0,
         }
 
     def size_bytes(self) -> int:

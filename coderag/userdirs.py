@@ -59,6 +59,15 @@ def config_dir() -> Path:
     return _private_dir(Path(base) / "coderag")
 
 
+def cache_dir() -> Path:
+    """The user's private coderag cache (``$XDG_CACHE_HOME/coderag``, else ``~/.cache``):
+    derived data such as distilled static models, safe to delete."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not (base and os.path.isabs(base)):
+        base = str(Path.home() / ".cache")
+    return _private_dir(Path(base) / "coderag")
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Replace ``path`` atomically with a 0600 file holding ``data`` (links are never
     followed: the temporary file is created exclusively, then renamed over)."""

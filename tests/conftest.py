@@ -21,8 +21,18 @@ _USER = Path(__import__("tempfile").mkdtemp(prefix="coderag-tests-user-"))
 os.environ["XDG_CONFIG_HOME"] = str(_USER / "config")
 os.environ["XDG_RUNTIME_DIR"] = str(_USER / "run")
 (_USER / "run").mkdir(mode=0o700)
+# derived data worth keeping between test sessions on one machine (the distilled static table)
+os.environ["XDG_CACHE_HOME"] = os.path.join(
+    os.environ.get("TMPDIR") or "/tmp", f"coderag-tests-cache-{os.getuid()}"
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _forget_test_user():
+    yield
+    shutil.rmtree(_USER, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

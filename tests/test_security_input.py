@@ -16,6 +16,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -447,3 +448,20 @@ def test_a_cached_hub_model_named_by_the_repository_loads_without_a_request(
     r = _cli(env, "status", "--repo", str(smallrepo), "--json")
     assert json.loads(r.stdout)["model"] == "someorg/cached-minilm"
     assert seen == []
+
+
+def test_a_model_folder_inside_the_repository_is_not_loaded_on_its_say_so(smallrepo):
+    """A repository that ships a "model" (modules.json naming classes to import, pickled
+    weights) and points its settings at it: refused in one line; the user may still name it."""
+    from coderag.embed import bundled_model_path
+
+    shutil.copytree(bundled_model_path(), smallrepo / "vendor-model")
+    (smallrepo / ".coderag.toml").write_text('model = "vendor-model"\n')
+    r = run_cli("index", str(smallrepo), "--lexical-only")
+    assert r.returncode == 1 and "inside the repository" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (smallrepo / ".coderag" / "db").exists()
+    r = run_cli(
+        "index", str(smallrepo), "--lexical-only", "--model", str(smallrepo / "vendor-model")
+    )
+    assert r.returncode == 0, r.stderr

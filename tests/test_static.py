@@ -1,0 +1,100 @@
+"""The static-embedding tier with the real distilled table (from the bundled MiniLM): every
+chunk gets a vector in phase 1b, searches use them while the model's vectors are missing,
+refreshes keep them current, and older indexes gain them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coderag import Index, embed, static
+from coderag.index import STATIC_SOURCE
+
+
+@pytest.fixture(scope="module")
+def table():
+    """The distilled table (made once per machine, cached; ~20-40 s the first time)."""
+    embed.distill_static()
+    model = static.load_cached(STATIC_SOURCE)
+    assert model is not None
+    return model
+
+
+def test_distillation_is_cached_and_deterministic(table):
+    assert table.model_id == f"static:{embed.BUNDLED_MODEL_ID}:{static.DIM}"
+    assert table.table.shape == (30522, static.DIM) and np.isfinite(table.table).all()
+    # related words sit closer than unrelated ones (a real table, not noise)
+    w = np.ones(table.vocab, dtype=np.float32)
+    retry, again, banana = table.embed(["retry", "try again", "banana"], w)
+    assert retry @ again > retry @ banana + 0.1
+    assert embed.distill_static() == static.cache_folder(STATIC_SOURCE)  # cached: no re-run
+
+
+def test_every_chunk_gets_a_static_vector_and_search_uses_them(smallrepo, table, make_index):
+    idx = make_index(smallrepo)
+    stats = idx.refresh(lexical_only=True)  # no model vectors at all
+    st = Index(smallrepo).status()
+    assert st["dense_coverage"] == 0.0 and st["static_coverage"] == 1.0
+    assert stats.chunks_static == st["chunks"] > 0
+
+    idx = Index(smallrepo)  # no model given: the static tier must not load one
+    for query, want in (
+        ("wait longer between attempts when a transfer fails", "upload_with_retry"),
+        ("digest of a file read in blocks", "sha256_of_file"),
+    ):
+        hits = idx.search(query, mode="dense", k=5)
+        assert idx.last_dense_tier == "static" and idx.last_dense_coverage == 1.0
+        found = [h.symbol or h.path for h in hits[:3]]
+        assert any(want in f for f in found), (query, found)
+    assert idx._embedder is None  # the static tier needs no model
+
+
+def test_refresh_updates_only_new_chunks_and_keeps_the_weights(smallrepo, table, make_index):
+    idx = make_index(smallrepo)
+    idx.refresh(lexical_only=True)
+    df_before = static.DocFreq.load(smallrepo / ".coderag" / static.DF_FILE, table.vocab)
+    f = smallrepo / "uploader" / "extra.py"
+    f.write_text(
+        'def compress_payload(data):\n    """Gzip a body before upload."""\n    return data\n'
+    )
+    stats = idx.refresh(lexical_only=True)
+    from coderag.store import Store
+
+    new = [r for r in Store(smallrepo).all_chunk_rows(["path"]) if r["path"] == "uploader/extra.py"]
+    assert stats.files_indexed == 1 and stats.chunks_static == len(new) > 0
+    df_after = static.DocFreq.load(smallrepo / ".coderag" / static.DF_FILE, table.vocab)
+    assert df_after.docs == df_before.docs and (df_after.df == df_before.df).all()
+    assert Index(smallrepo).status()["static_coverage"] == 1.0
+
+
+def test_the_model_answers_once_its_vectors_cover_the_index(smallrepo, table, make_index):
+    idx = make_index(smallrepo)
+    idx.refresh()
+    idx.search("upload retry", mode="dense")
+    assert idx.last_dense_tier == "model"
+    only = make_index(smallrepo, static="only")
+    only.search("upload retry", mode="dense")
+    assert only.last_dense_tier == "static"
+
+
+def test_static_only_never_embeds_with_the_model_and_off_stores_none(smallrepo, table):
+    only = Index(smallrepo, static="only")
+    stats = only.refresh()  # the model's tokenizer sizes the chunks; no vector is computed
+    assert stats.chunks_embedded == 0 and stats.chunks_pending > 0
+    assert stats.chunks_static == stats.chunks_pending
+    off = Index(smallrepo, static="off")
+    stats = off.refresh(rebuild=True)
+    assert stats.chunks_static == 0 and stats.chunks_embedded > 0
+    assert Index(smallrepo).status()["static_coverage"] == 0.0
+
+
+def test_an_index_from_before_the_static_tier_gains_it(smallrepo, table, make_index):
+    from coderag.store import Store
+
+    make_index(smallrepo, static="off").refresh(lexical_only=True)
+    store = Store(smallrepo)
+    store._table("chunks").drop_columns(["svector", "sembedded"])  # as an older coderag made it
+    assert Store(smallrepo).static_dim() is None
+    assert make_index(smallrepo).search("upload", mode="hybrid")  # still answers, lexically
+    stats = make_index(smallrepo).refresh(lexical_only=True)
+    assert stats.chunks_static > 0 and Index(smallrepo).status()["static_coverage"] == 1.0
