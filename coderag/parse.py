@@ -264,7 +264,22 @@ _loaded: dict[str, tuple[object, object] | None] = {}  # name -> (Language, Quer
 _tls = threading.local()
 
 
-def _grammar_text(name: str) -> str:
+def _grammar_text(name: str, _seen: tuple[str, ...] = ()) -> str:
+    """The query of grammars/<name>.scm, with the patterns of the files its first lines name
+    (``; inherits: ecmascript``, as nvim-treesitter writes it) put before its own."""
+    text = _grammar_file(name)
+    parents: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith("; inherits:"):
+            break
+        parents += [p.strip() for p in line.split(":", 1)[1].split(",") if p.strip()]
+    if name in _seen:
+        raise ValueError(f"grammars/{name}.scm inherits itself")
+    inherited = "".join(_grammar_text(p, (*_seen, name)) + "\n" for p in parents)
+    return inherited + text
+
+
+def _grammar_file(name: str) -> str:
     try:
         from importlib.resources import files
 
