@@ -42,7 +42,7 @@ def test_lexical_first_then_dense(tmp_path, make_index):
     root = tmp_path / "repo"
     root.mkdir()
     make_tree(root, n_files=3, per_file=4)
-    idx = make_index(root)
+    idx = make_index(root, static="off")  # the model's vectors alone (static: test_static.py)
     st = idx.refresh(lexical_only=True)
     assert st.chunks_embedded == 0 and st.chunks_pending > 0
     assert idx.status()["dense_coverage"] == 0.0
