@@ -433,19 +433,7 @@ class Store:
 
     def static_dense(self, vector: np.ndarray, k: int, where: str | None) -> list[dict]:
         """Nearest chunks by static vector (cosine), among those that have one."""
-        flt = "sembedded = true" + (f" AND ({where})" if where else "")
-        q = (
-            self._table("chunks")
-            .search(vector.astype(np.float32), vector_column_name="svector")
-            .distance_type("cosine")
-            .where(flt, prefilter=True)
-            .select([*RESULT_COLUMNS, "_distance"])
-            .limit(k)
-        )
-        rows = q.to_arrow().to_pylist()
-        for r in rows:
-            r["_score"] = 1.0 - float(r.pop("_distance"))
-        return rows
+        return self._nearest("svector", "sembedded", vector, k, where)
 
     def pending(self, limit: int) -> list[dict]:
         """Chunks still without a vector, most useful first (``limit`` 0 = all of them)."""
@@ -557,10 +545,14 @@ class Store:
                     pass
 
     def dense(self, vector: np.ndarray, k: int, where: str | None) -> list[dict]:
-        flt = "embedded = true" + (f" AND ({where})" if where else "")
+        """Nearest chunks by the model's vector (cosine), among those that have one."""
+        return self._nearest("vector", "embedded", vector, k, where)
+
+    def _nearest(self, column: str, flag: str, vector, k: int, where: str | None) -> list[dict]:
+        flt = f"{flag} = true" + (f" AND ({where})" if where else "")
         q = (
             self._table("chunks")
-            .search(vector.astype(np.float32), vector_column_name="vector")
+            .search(vector.astype(np.float32), vector_column_name=column)
             .distance_type("cosine")
             .where(flt, prefilter=True)
             .select([*RESULT_COLUMNS, "_distance"])
