@@ -403,14 +403,15 @@ def cmd_search(args) -> int:
     params = {"k": args.k, "mode": args.mode, "lang": args.lang, "path": args.path}
     params |= {"kind": args.kind, "code": code, "files": args.files, "rerank": args.rerank}
     url, auto, hits, coverage = args.server, False, None, None
-    if (
+    eligible = (
         not url
         and not args.no_server
         and args.k <= 200
         and not any(
             getattr(args, a, None) for a in ("model", "device", "dtype", "dim", "rerank_model")
         )
-    ):
+    )
+    if eligible:
         from .server import find_server  # standard library only: cheap
 
         url = find_server(args.repo)  # a LocalServer: loopback URL + per-start secret
@@ -434,6 +435,11 @@ def cmd_search(args) -> int:
         found = idx.search(query, **params)
         hits = [h.to_dict() for h in found]
         coverage = idx.last_dense_coverage
+        if eligible and not url:  # the next search finds a warm server
+            from .server import autoserve_enabled, start_background
+
+            if autoserve_enabled():
+                start_background(idx.root)
     if args.json:
         print(json.dumps(hits, ensure_ascii=False))
         return 0

@@ -160,6 +160,22 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--no-watch", action="store_true", help="do not watch the files for changes")
     p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="stop after this long without a request (default 0: never); the background "
+        "server `coderag search` starts uses 900",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=int,
+        default=0,
+        metavar="MB",
+        help="stop (after the requests in flight) once the process uses more than this much "
+        "memory (resident; default 0: no bound)",
+    )
+    p.add_argument(
         "--workers", type=int, default=4, help="threads that run searches and refreshes (default 4)"
     )
     p.add_argument(
@@ -189,6 +205,8 @@ def run(args) -> int:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     if args.workers < 1 or args.queue < 0:
         raise UsageError("--workers must be at least 1 and --queue at least 0")
+    if args.idle_timeout < 0 or args.max_memory < 0:
+        raise UsageError("--idle-timeout and --max-memory must not be negative")
     limit_model_threads(args.threads)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -208,7 +226,13 @@ def run(args) -> int:
             verbose=args.verbose,
         )
         return service.serve(
-            sock, args.host, cors_origins=args.cors_origin, hosts=hosts, any_ip=any_ip
+            sock,
+            args.host,
+            cors_origins=args.cors_origin,
+            hosts=hosts,
+            any_ip=any_ip,
+            idle_timeout=args.idle_timeout,
+            max_memory_mb=args.max_memory,
         )
     finally:
         sock.close()
@@ -448,6 +472,9 @@ class Service:
         self.in_flight = 0  # requests in the pool or waiting for it (event loop thread only)
         self.limiter = None  # anyio.CapacityLimiter, made inside the event loop
         self.started_at = time.time()
+        self.last_request = time.monotonic()  # for --idle-timeout
+        self.requests = 0
+        self.stop_reason: str | None = None
         self.url: str | None = None
         self.secret = secrets.token_urlsafe(32)  # new at every start; published privately
         self.server_files: list[Path] = []
@@ -581,13 +608,23 @@ class Service:
             "workers": self.workers,
             "queue_limit": self.queue,
             "in_flight": self.in_flight,
+            "requests": self.requests,
+            "rss_mb": round(_rss_mb(), 1),
             "token_required": bool(self.token),
             "repos": [s.status() for s in self.served],
         }
 
     # ------------------------------------------------------------------ running
     def serve(
-        self, sock: socket.socket, host: str, *, cors_origins=(), hosts=(), any_ip=False
+        self,
+        sock: socket.socket,
+        host: str,
+        *,
+        cors_origins=(),
+        hosts=(),
+        any_ip=False,
+        idle_timeout: float = 0,
+        max_memory_mb: int = 0,
     ) -> int:
         """Serve on a bound socket until SIGINT/SIGTERM (the address and secret published in
         the runtime folder meanwhile), then clean up."""
@@ -612,6 +649,13 @@ class Service:
         # uvicorn stops gracefully on SIGTERM/SIGINT and then re-raises the signal; turn that
         # last SIGTERM into a normal exit so the cleanup below runs and the exit code is 0.
         previous = signal.signal(signal.SIGTERM, _exit_quietly)
+        if idle_timeout or max_memory_mb:
+            threading.Thread(
+                target=self._bounds,
+                args=(server, idle_timeout, max_memory_mb),
+                name="idle/memory bounds",
+                daemon=True,
+            ).start()
         try:
             server.run(sockets=[sock])
         except (KeyboardInterrupt, SystemExit):
@@ -622,6 +666,23 @@ class Service:
             sock.close()
         print("coderag serve: stopped", file=sys.stderr, flush=True)
         return 0 if server.started else 1
+
+    def _bounds(self, server, idle_timeout: float, max_memory_mb: int) -> None:
+        """Stop the server (gracefully: requests in flight finish) when it has been idle for
+        ``idle_timeout`` seconds or its resident memory passes ``max_memory_mb``."""
+        while not server.should_exit:
+            time.sleep(0.5)
+            if self.in_flight or any(s.refreshing for s in self.served):
+                continue
+            idle = time.monotonic() - self.last_request
+            if idle_timeout and idle >= idle_timeout:
+                self.stop_reason = f"idle for {idle:.0f}s"
+            elif max_memory_mb and _rss_mb() > max_memory_mb:
+                self.stop_reason = f"over {max_memory_mb} MB of memory ({_rss_mb():.0f} MB)"
+            else:
+                continue
+            print(f"coderag serve: stopping: {self.stop_reason}", file=sys.stderr, flush=True)
+            server.should_exit = True
 
     def startup(self) -> None:
         """Called once the app runs: publish the URL and the secret for clients and hooks, in
@@ -656,6 +717,16 @@ class Service:
         for path in self.server_files:
             unpublish(path, self.secret)
         self.server_files = []
+
+
+def _rss_mb() -> float:
+    """This process's resident memory in MB (Linux /proc; 0 where unknown)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _exit_quietly(signum, frame):  # noqa: ARG001
@@ -717,6 +788,8 @@ def build_app(service: Service, *, cors_origins=(), hosts=(), any_ip=False):
     def endpoint(fn):
         async def handle(request):
             t0 = time.perf_counter()
+            service.last_request = time.monotonic()
+            service.requests += 1
             try:
                 response = await fn(request)
             except HTTPError as e:
@@ -1648,6 +1721,69 @@ def find_server(root=None, *, verify: bool = False) -> LocalServer | None:
     if verify and not server.verify():
         return None
     return server
+
+
+# ------------------------------------------------------------- the background server
+AUTOSERVE_ENV = "CODERAG_AUTOSERVE"  # 0/off: `coderag search` never starts a server
+AUTOSERVE_IDLE_ENV = "CODERAG_AUTOSERVE_IDLE"  # seconds without a request before it stops
+AUTOSERVE_MEMORY_ENV = "CODERAG_AUTOSERVE_MEMORY"  # MB of resident memory before it stops
+AUTOSERVE_IDLE = 900
+AUTOSERVE_MEMORY = 2048
+AUTOSERVE_LOCK = "autoserve.lock"
+AUTOSERVE_LOG = "serve.log"
+
+
+def autoserve_enabled() -> bool:
+    return os.environ.get(AUTOSERVE_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def start_background(root: Path) -> int | None:
+    """Start a private ``coderag serve`` for ``root`` in the background (its own session,
+    loopback, any free port, no watcher: a read accelerator), stopping after
+    ``CODERAG_AUTOSERVE_IDLE`` seconds without a request (900) or past
+    ``CODERAG_AUTOSERVE_MEMORY`` MB (2048). Returns its pid, or None when one is already
+    starting (``.coderag/autoserve.lock`` is held for the server's whole life) or there is
+    no index to serve. Its errors go to ``.coderag/serve.log``."""
+    import subprocess
+
+    from . import datadir
+    from .errors import LockHeld
+
+    root = Path(root)
+    if not (datadir.path(root) / datadir.DB).is_dir():
+        return None
+    lock = datadir.FileLock(root, AUTOSERVE_LOCK, timeout=0, busy="")
+    try:
+        lock.acquire()
+    except LockHeld:
+        return None
+    idle = _env_number(AUTOSERVE_IDLE_ENV, AUTOSERVE_IDLE)
+    memory = _env_number(AUTOSERVE_MEMORY_ENV, AUTOSERVE_MEMORY)
+    cmd = [sys.executable, "-m", "coderag", "serve", str(root), "--port", "0", "--no-watch"]
+    cmd += ["--idle-timeout", str(idle), "--max-memory", str(int(memory))]
+    try:
+        with os.fdopen(datadir.open_log(root, AUTOSERVE_LOG), "ab") as log_file:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=root,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+                start_new_session=True,
+                pass_fds=(lock.fd,),  # the child holds the lock until it exits
+            )
+    finally:
+        os.close(lock.fd)  # not release(): unlocking here would unlock the child's copy too
+        lock.fd = None
+    return proc.pid
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value >= 0 else default
 
 
 # ---------------------------------------------------------------------------- the client

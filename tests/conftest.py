@@ -15,6 +15,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # hooks run by real git commands embed inline in tests (deterministic counts); the default
 # background mode has its own tests in test_hook.py
 os.environ.setdefault("CODERAG_HOOK_VECTORS", "inline")
+# a one-shot `coderag search` starts no background server in tests (test_warm_path.py does)
+os.environ["CODERAG_AUTOSERVE"] = "0"
 # the user's own folders (the key that stamps .coderag/, the runtime dir where servers publish
 # their address and secret): private to this test session, never the real home
 _USER = Path(__import__("tempfile").mkdtemp(prefix="coderag-tests-user-"))
