@@ -12,6 +12,7 @@ import json
 import sys
 import time
 
+from . import vocabulary
 from .display import escape, escape_block
 from .errors import CoderagError, UsageError
 
@@ -51,15 +52,52 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dim", type=int, help="Matryoshka dimension to truncate vectors to")
 
 
+#: how `coderag search` spells the options of a search (coderag.vocabulary.SearchRequest)
+#: where the generic flag is not the right one: --NAME, of the option's type (a bool: a
+#: switch; one whose default is None: --NAME/--no-NAME), choices, default and description.
+#: None: not a flag; "group": added with that argument group.
+SEARCH_FLAGS: dict[str, dict | None] = {
+    "query": None,  # the positional QUERY ('-': stdin) or --code-file; see read_query
+    "k": {"flags": ("-k",)},
+    "code": {"action": "store_true"},  # no --no-code: without --code the query is guessed
+    "rerank": {
+        "group": "reranking",
+        "help": "re-order the top candidates with a cross-encoder / Qwen3-Reranker "
+        "(default: setting 'rerank', auto = on when queries run on a GPU; env CODERAG_RERANK)",
+    },
+}
+
+
+def _search_flag(p, name: str) -> None:
+    """Add the flag of the search option ``name`` to ``p`` (a parser or an argument group)."""
+    opt = next(o for o in vocabulary.options() if o.name == name)
+    spelling = dict(SEARCH_FLAGS.get(name) or {})
+    flags = spelling.pop("flags", ("--" + name.replace("_", "-"),))
+    spelling.pop("group", None)
+    kw: dict = {"dest": name, "default": opt.default, "help": opt.help}
+    if opt.type is bool:
+        kw["action"] = "store_true" if opt.default is False else argparse.BooleanOptionalAction
+    else:
+        kw["type"] = opt.type
+        if opt.choices is not None:
+            kw["choices"] = opt.choices
+        if opt.default is not None:
+            kw["help"] += f" (default {opt.default})"
+    kw |= spelling
+    p.add_argument(*flags, **kw)
+
+
+def _search_flags(p: argparse.ArgumentParser) -> None:
+    """A flag for every search option but those SEARCH_FLAGS leaves out or puts in a group."""
+    for name in vocabulary.FIELDS:
+        spelling = SEARCH_FLAGS.get(name, {})
+        if spelling is not None and "group" not in spelling:
+            _search_flag(p, name)
+
+
 def _rerank_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("reranking")
-    g.add_argument(
-        "--rerank",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="re-order the top candidates with a cross-encoder / Qwen3-Reranker "
-        "(default: setting 'rerank', auto = on when queries run on a GPU; env CODERAG_RERANK)",
-    )
+    _search_flag(g, "rerank")
     g.add_argument(
         "--rerank-model",
         help="reranker: 'auto', a local folder or a Hugging Face id (env CODERAG_RERANK_MODEL)",
@@ -130,18 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ps.add_argument("query", nargs="?", help="the question or code; '-' reads it from stdin")
     ps.add_argument("--repo", help="repository root (default: git root around the current folder)")
-    ps.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
-    ps.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
-    ps.add_argument("--lang", help="only this language (python, go, markdown, ...)")
-    ps.add_argument("--path", help="only paths matching this glob ('src/**', '*.py')")
-    ps.add_argument("--kind", choices=["function", "method", "class", "code", "doc"])
-    ps.add_argument("--code", action="store_true", default=None, help="treat the query as code")
+    _search_flags(ps)
     ps.add_argument(
         "--code-file",
         metavar="PATH[:START-END]",
         help="use lines of a file as the code query (find similar implementations)",
     )
-    ps.add_argument("--files", action="store_true", help="rank files instead of chunks")
     ps.add_argument("--json", action="store_true", help="print a JSON array of hits")
     ps.add_argument(
         "--server",
@@ -400,13 +432,12 @@ def read_query(args) -> tuple[str, bool | None]:
 def cmd_search(args) -> int:
     query, code = read_query(args)
     # the same search, whether a running server or this process answers it
-    params = {"k": args.k, "mode": args.mode, "lang": args.lang, "path": args.path}
-    params |= {"kind": args.kind, "code": code, "files": args.files, "rerank": args.rerank}
+    params = {n: getattr(args, n) for n in vocabulary.FIELDS if n != "query"} | {"code": code}
     url, auto, hits, coverage = args.server, False, None, None
     eligible = (
         not url
         and not args.no_server
-        and args.k <= 200
+        and args.k <= vocabulary.SERVED_MAX_K  # a server refuses more
         and not any(
             getattr(args, a, None) for a in ("model", "device", "dtype", "dim", "rerank_model")
         )

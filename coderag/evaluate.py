@@ -262,7 +262,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .index import MODES, Index
+    from .index import Index
+    from .vocabulary import MODES
 
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
     bad = [m for m in modes if m.removesuffix("+rerank") not in MODES]

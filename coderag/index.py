@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,11 +53,11 @@ from .files import (
     walk,
 )
 from .globs import compile_glob, like_patterns
+from .vocabulary import Hit, check
 
 Progress = Callable[..., None]
 log = logging.getLogger("coderag.index")
 
-MODES = ("hybrid", "dense", "lexical")
 #: setting ``static``: "auto" = static vectors for every chunk, the dense half of a search
 #: while the model's vectors are incomplete; "only" = no model vectors at all (the fast
 #: tier alone); "off" = no static vectors
@@ -69,12 +69,10 @@ STATIC_BATCH = 4096
 STATIC_DENSE_WEIGHT = 0.25
 #: the model's vectors answer once they cover this share of the chunks
 MODEL_COVERAGE = 0.5
-KINDS = ("function", "method", "class", "code", "doc")
 SCHEMA_VERSION = 2  # 2: chunks.name (a symbol's last component)
 FILE_BATCH = 200  # files per commit in phase 1
 EMBED_BATCH = 256  # chunks per commit in phase 2
 MAX_QUERY_CHARS = 20_000
-MAX_K = 1000
 QUERY_ENCODER_DIR = datadir.QUERY_ENCODER
 TOKEN_COUNTER_DIR = datadir.TOKENIZER
 
@@ -122,23 +120,6 @@ def _reason_counts(skips: list[Skip]) -> dict[str, int]:
         key = s.reason.split(" (")[0]
         out[key] = out.get(key, 0) + 1
     return out
-
-
-@dataclass
-class Hit:
-    """One search result: an exact line span of one file."""
-
-    path: str
-    start_line: int
-    end_line: int
-    kind: str
-    language: str
-    symbol: str | None
-    score: float
-    text: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class WriterLock(datadir.FileLock):
@@ -755,13 +736,10 @@ class Index:
         """Ranked hits for a natural-language or code query.
 
         ``rerank``: re-order the top ``rerank_depth`` fused candidates with the reranker
-        (None: the ``rerank`` setting; "auto" reranks when the query ran on a GPU)."""
-        if mode not in MODES:
-            raise UsageError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
-        if kind is not None and kind not in KINDS:
-            raise UsageError(f"unknown kind {kind!r} (choose from {', '.join(KINDS)})")
-        if not 1 <= k <= MAX_K:
-            raise UsageError(f"k must be between 1 and {MAX_K}")
+        (None: the ``rerank`` setting; "auto" reranks when the query ran on a GPU).
+        The keywords are :class:`~coderag.vocabulary.SearchRequest`'s, with the library's
+        limits (``k`` up to :data:`~coderag.vocabulary.MAX_K`)."""
+        check(k=k, mode=mode, kind=kind)
         query = query.replace("\x00", " ")
         # lone surrogates (a non-UTF-8 argv, a JSON "\ud800") must not reach the tokenizer
         query = query.encode("utf-8", "replace").decode("utf-8")

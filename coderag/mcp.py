@@ -21,10 +21,10 @@ from contextlib import contextmanager
 
 from .display import escape
 from .errors import CoderagError, UsageError
+from .vocabulary import Hit, options, validate
 
 log = logging.getLogger("coderag.mcp")
 
-MAX_K = 200
 REINDEX_TIMEOUT = 600.0
 INSTRUCTIONS = (
     "coderag searches this repository's code and docs by meaning and by identifiers. Call "
@@ -162,6 +162,49 @@ class Keeper:
         w.stop()
 
 
+def _annotated(opt, *, literal: bool = True):
+    """The type annotation of a vocabulary option, with its description and range for the
+    SDK's JSON schema (checked by :func:`coderag.vocabulary.validate`, whose messages say
+    what is wrong better than pydantic's)."""
+    from typing import Annotated, Literal
+
+    from pydantic import Field
+
+    kind = Literal[opt.choices] if literal and opt.choices is not None else opt.type
+    if opt.nullable:
+        kind = kind | None
+    extra = {"minimum": opt.low, "maximum": opt.high, "minLength": 1 if opt.non_empty else None}
+    extra = {k: v for k, v in extra.items() if v is not None}
+    return Annotated[kind, Field(description=opt.help, json_schema_extra=extra or None)]
+
+
+def _search_signature():
+    """``search_code``'s signature, from the vocabulary: the SDK makes its input schema (and
+    its output schema, from the hits' fields) out of it."""
+    import inspect
+
+    from typing_extensions import TypedDict
+
+    hit = TypedDict("SearchHit", {o.name: _annotated(o, literal=False) for o in options(Hit)})
+    params = [
+        inspect.Parameter(
+            o.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=inspect.Parameter.empty if o.required else o.default,
+            annotation=_annotated(o),
+        )
+        for o in options(served=True)
+    ]
+    return inspect.Signature(params, return_annotation=list[hit])
+
+
+def _sign(fn, signature) -> None:
+    """Give ``fn`` this signature (what ``inspect`` and ``typing.get_type_hints`` see)."""
+    fn.__signature__ = signature
+    fn.__annotations__ = {n: p.annotation for n, p in signature.parameters.items()}
+    fn.__annotations__["return"] = signature.return_annotation
+
+
 @contextmanager
 def stdout_to_stderr():
     """Point file descriptor 1 (and sys.stdout) at stderr for a while: whatever a library
@@ -193,69 +236,32 @@ def _sdk():
 
 def build_server(index, keeper=None):
     """The MCP server for one :class:`~coderag.index.Index` (and its watcher, if any)."""
-    from typing import Any, Literal
-
-    from typing_extensions import TypedDict
+    from typing import Any
 
     MCPServer, ToolError = _sdk()
-
-    class SearchHit(TypedDict):
-        path: str
-        start_line: int
-        end_line: int
-        symbol: str | None
-        kind: str
-        language: str
-        score: float
-        text: str
-
     server = MCPServer("coderag", instructions=INSTRUCTIONS, log_level="WARNING")
 
     def fail(e: Exception):
         text = str(e)
         return ToolError(text.splitlines()[0] if text else type(e).__name__)
 
-    @server.tool()
-    def search_code(
-        query: str,
-        k: int = 10,
-        mode: Literal["hybrid", "dense", "lexical"] = "hybrid",
-        lang: str | None = None,
-        path: str | None = None,
-        kind: Literal["function", "method", "class", "code", "doc"] | None = None,
-        code: bool | None = None,
-        files: bool = False,
-        rerank: bool | None = None,
-    ) -> list[SearchHit]:
+    def search_code(**arguments):
         """Search the repository's code and docs; best hits first.
 
         query: a natural-language question ("where are failed uploads retried") or code.
-        k: how many hits (1-200). mode: hybrid (default), dense (meaning) or lexical (words).
-        lang: only this language ("python", "markdown", ...). path: only paths matching this
-        glob ("src/**", "*.py"). kind: function, method, class, code or doc. code: treat the
-        query as code (default: guessed). files: one hit per file. rerank: re-order the top
-        candidates with the reranker model (default: the server's setting; slow on a CPU).
         Each hit: path (relative to the repository root), start_line and end_line (1-based,
         inclusive), symbol (qualified name or null), kind, language, score, and text (the
         exact lines).
         """
-        if not 1 <= k <= MAX_K:
-            raise ToolError(f"k must be between 1 and {MAX_K}")
         try:
-            hits = index.search(
-                query,
-                k=k,
-                mode=mode,
-                lang=lang,
-                path=path,
-                kind=kind,
-                code=code,
-                files=files,
-                rerank=rerank,
-            )
+            request = validate(arguments)
+            hits = index.search(**request.as_search_kwargs())
         except CoderagError as e:
             raise fail(e) from None
         return [h.to_dict() for h in hits]
+
+    _sign(search_code, _search_signature())
+    server.tool()(search_code)
 
     @server.tool()
     def index_status() -> dict[str, Any]:

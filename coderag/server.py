@@ -64,6 +64,7 @@ from pathlib import Path
 
 from .display import escape
 from .errors import CoderagError, IndexMissing, LockHeld, UsageError
+from .vocabulary import SearchRequest, hit_schema, request_schema, validate
 
 log = logging.getLogger("coderag.server")
 
@@ -71,7 +72,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7878
 MAX_BODY = 1_000_000  # bytes of a request body
 DRAIN_MAX = 16_000_000  # bytes of a refused body read and dropped before answering
-MAX_K = 200  # hits per search
 MAX_PATHS = 10_000  # paths per refresh
 MAX_WAIT = 600.0  # seconds a refresh request may wait for the index to catch up
 HEAD_TIMEOUT = 5.0  # seconds for a request's headers (from connection start or first byte)
@@ -81,7 +81,6 @@ TOKEN_ENV = "CODERAG_TOKEN"
 PROTECTED = frozenset({"/refresh"})  # routes that change state: a credential is always needed
 OPEN = frozenset({"/identity"})  # answered without a credential, even with a user token
 NONCE_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
-SEARCH_FIELDS = {"query", "repo", "k", "mode", "lang", "path", "kind", "code", "files", "rerank"}
 REFRESH_FIELDS = {"repo", "paths", "wait", "timeout"}
 
 EPILOG = """examples:
@@ -977,32 +976,12 @@ async def read_json(request) -> dict:
 
 
 def search_params(body: dict) -> dict:
-    """Validate a /search body into keyword arguments of ``Index.search``."""
-    unknown = set(body) - SEARCH_FIELDS
-    if unknown:
-        raise HTTPError(400, f"unknown field(s) {sorted(unknown)}")
-    query = body.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise HTTPError(400, "'query' must be a non-empty string")
-    k = body.get("k", 10)
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise HTTPError(400, "'k' must be an integer")
-    if not 1 <= k <= MAX_K:
-        raise HTTPError(400, f"'k' must be between 1 and {MAX_K}")
-    out = {"k": k}
-    for name in ("mode", "lang", "path", "kind"):
-        v = body.get(name)
-        if v is not None and not isinstance(v, str):
-            raise HTTPError(400, f"{name!r} must be a string")
-        if v:
-            out[name] = v
-    for name in ("code", "files", "rerank"):
-        v = body.get(name)
-        if v is not None and not isinstance(v, bool):
-            raise HTTPError(400, f"{name!r} must be true, false or null")
-        if v is not None:
-            out[name] = v
-    return {"query": query, **out}
+    """Validate a /search body (:func:`coderag.vocabulary.validate`, plus the HTTP API's own
+    ``repo``) into keyword arguments of ``Index.search``; a refusal is a 400."""
+    try:
+        return validate(body, extra=("repo",)).as_search_kwargs()
+    except UsageError as e:
+        raise HTTPError(400, str(e)) from None
 
 
 class BearerAuth:
@@ -1321,30 +1300,8 @@ async def send_json(send, status: int, payload: dict, *, close=False, headers=()
 
 # ------------------------------------------------------------------------------ OpenAPI
 def openapi_schema(token_required: bool = False) -> dict:
-    """The OpenAPI 3.1 description of every endpoint (hand-written: no model classes)."""
-    hit = {
-        "type": "object",
-        "required": [
-            "path",
-            "start_line",
-            "end_line",
-            "kind",
-            "language",
-            "symbol",
-            "score",
-            "text",
-        ],
-        "properties": {
-            "path": {"type": "string", "description": "POSIX path relative to the repo root"},
-            "start_line": {"type": "integer", "minimum": 1},
-            "end_line": {"type": "integer", "minimum": 1, "description": "inclusive"},
-            "kind": {"type": "string", "enum": ["function", "method", "class", "code", "doc"]},
-            "language": {"type": "string"},
-            "symbol": {"type": ["string", "null"]},
-            "score": {"type": "number"},
-            "text": {"type": "string", "description": "the exact lines start_line..end_line"},
-        },
-    }
+    """The OpenAPI 3.1 description of every endpoint (hand-written: no model classes; the
+    search request and the hit come from :mod:`coderag.vocabulary`)."""
     error = {
         "description": "error",
         "content": {
@@ -1396,44 +1353,7 @@ def openapi_schema(token_required: bool = False) -> dict:
                 "post": {
                     "summary": "Search a served repository",
                     "operationId": "search",
-                    "requestBody": body(
-                        {
-                            "type": "object",
-                            "required": ["query"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "query": {"type": "string", "minLength": 1},
-                                "repo": repo,
-                                "k": {
-                                    "type": "integer",
-                                    "minimum": 1,
-                                    "maximum": MAX_K,
-                                    "default": 10,
-                                },
-                                "mode": {
-                                    "type": "string",
-                                    "enum": ["hybrid", "dense", "lexical"],
-                                    "default": "hybrid",
-                                },
-                                "lang": {"type": ["string", "null"]},
-                                "path": {"type": ["string", "null"], "description": "glob"},
-                                "kind": {
-                                    "type": ["string", "null"],
-                                    "enum": ["function", "method", "class", "code", "doc", None],
-                                },
-                                "code": {
-                                    "type": ["boolean", "null"],
-                                    "description": "treat the query as code (null: guess)",
-                                },
-                                "files": {"type": "boolean", "default": False},
-                                "rerank": {
-                                    "type": ["boolean", "null"],
-                                    "description": "re-order the top candidates with the "
-                                    "reranker (null: the server's 'rerank' setting)",
-                                },
-                            },
-                        }
-                    ),
+                    "requestBody": body(request_schema({"repo": repo})),
                     "responses": {
                         "200": ok(
                             {
@@ -1575,7 +1495,7 @@ def openapi_schema(token_required: bool = False) -> dict:
             },
         },
         "components": {
-            "schemas": {"Hit": hit},
+            "schemas": {"Hit": hit_schema()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
@@ -1875,35 +1795,15 @@ def _check_identity(conn, prefix: str, server: LocalServer, base: str) -> None:
 
 
 def remote_search(
-    server: LocalServer | str,
-    query: str,
-    *,
-    repo=None,
-    k: int = 10,
-    mode: str = "hybrid",
-    lang=None,
-    path=None,
-    kind=None,
-    code=None,
-    files: bool = False,
-    rerank: bool | None = None,
-    timeout: float = 60.0,
+    server: LocalServer | str, query: str, *, repo=None, timeout: float = 60.0, **options
 ) -> list[dict]:
     """``POST /search`` on a running server: the hit dicts (``Hit.to_dict()``), best first.
 
     ``server`` is what :func:`find_server` found, or a URL the user gave.
     ``repo`` may be a path (sent absolute) or left out when the server serves one repository.
+    ``options``: those of ``Index.search`` (:class:`~coderag.vocabulary.SearchRequest`).
     Raises :class:`ServerUnavailable` when nothing answers, a CoderagError for a refusal."""
-    payload: dict = {"query": query, "k": k, "mode": mode, "files": bool(files)}
-    for name, value in (
-        ("lang", lang),
-        ("path", path),
-        ("kind", kind),
-        ("code", code),
-        ("rerank", rerank),
-    ):
-        if value is not None:
-            payload[name] = value
+    payload = SearchRequest(query, **options).body()
     if repo is not None:
         payload["repo"] = _repo_arg(repo)
     return _request(server, "/search", payload, timeout=timeout)["hits"]
