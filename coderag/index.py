@@ -395,8 +395,14 @@ class Index:
             # for it only every so often
             self._writes += stats.files_indexed + stats.files_removed + stats.chunks_embedded
             if self._writes >= 64 or (changed and paths is None):
-                store.optimize()
+                store.optimize()  # also folds new rows into the vector indexes
                 self._writes = 0
+            made = store.ensure_ann()
+            if made:
+                stats.notes.append(
+                    f"{store.count_chunks():,} chunks: built a nearest-neighbour index on "
+                    f"{' and '.join(made)} (IVF-PQ) for fast vector search"
+                )
             if self._store is None or not self._store.fresh_reads:
                 self._store = store  # later searches here see what was just written
         stats.seconds = time.perf_counter() - t0
@@ -639,22 +645,35 @@ class Index:
         store.add_static_columns(model.dim)
         df_path = self.data_dir / static.DF_FILE
         df = static.DocFreq.load(df_path, model.vocab)
-        rows = store.static_pending(everything=df is None)
-        if not rows:
+        total = store.count_static_pending() if df is not None else store.count_chunks()
+        if not total:
             return
-        say("static", total=len(rows))
+        say("static", total=total)
         t0 = time.perf_counter()
-        for part in _batches(rows, STATIC_BATCH) if df is not None else [rows]:
-            ids = model.token_ids([r["embed_text"] for r in part])
-            if df is None:
-                df = static.DocFreq(model.vocab)
+        # texts are read and tokenised a batch at a time; only compact token ids (2 bytes a
+        # token) are kept, and only on a first pass, which counts the weights before any
+        # vector can be made
+        kept: list[tuple[list[str], list]] = []
+        first = df is None
+        if first:
+            df = static.DocFreq(model.vocab)
+        weights = None if first else df.weights()
+        for batch in store.iter_static_pending(STATIC_BATCH, everything=first):
+            ids = model.token_ids([r["embed_text"] for r in batch])
+            keys = [r["id"] for r in batch]
+            if first:
                 df.add(ids)
-                df.save(df_path)
+                kept.append((keys, ids))
+            else:
+                store.set_static(keys, model.vectors(ids, weights))
+                stats.chunks_static += len(keys)
+        if first:
+            df.save(df_path)
             weights = df.weights()
-            for sub in _batches(list(zip(part, ids, strict=True)), STATIC_BATCH):
-                vecs = model.vectors([t for _, t in sub], weights)
-                store.set_static([r["id"] for r, _ in sub], vecs)
-                stats.chunks_static += len(sub)
+            while kept:
+                keys, ids = kept.pop(0)
+                store.set_static(keys, model.vectors(ids, weights))
+                stats.chunks_static += len(keys)
         stats.static_seconds = round(time.perf_counter() - t0, 3)
         say("static_done", chunks=stats.chunks_static)
 

@@ -54,7 +54,8 @@ class StaticModel:
     def token_ids(self, texts: list[str]) -> list[np.ndarray]:
         """Each text's token ids (no special tokens, at most MAX_TOKENS)."""
         encs = self._tok.encode_batch(texts, add_special_tokens=False)
-        return [np.asarray(e.ids, dtype=np.int64) for e in encs]
+        small = np.uint16 if self.vocab <= 1 << 16 else np.int32  # 2 bytes a token kept
+        return [np.asarray(e.ids, dtype=small) for e in encs]
 
     def vectors(self, ids: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
         """L2-normalised weighted means, float32 (n, dim); a text with no tokens is zero."""

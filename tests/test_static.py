@@ -67,6 +67,7 @@ def test_refresh_updates_only_new_chunks_and_keeps_the_weights(smallrepo, table,
     assert Index(smallrepo).status()["static_coverage"] == 1.0
 
 
+@pytest.mark.slow
 def test_the_model_answers_once_its_vectors_cover_the_index(smallrepo, table, make_index):
     idx = make_index(smallrepo)
     idx.refresh()
@@ -77,6 +78,7 @@ def test_the_model_answers_once_its_vectors_cover_the_index(smallrepo, table, ma
     assert only.last_dense_tier == "static"
 
 
+@pytest.mark.slow
 def test_static_only_never_embeds_with_the_model_and_off_stores_none(smallrepo, table):
     only = Index(smallrepo, static="only")
     stats = only.refresh()  # the model's tokenizer sizes the chunks; no vector is computed
@@ -98,3 +100,48 @@ def test_an_index_from_before_the_static_tier_gains_it(smallrepo, table, make_in
     assert make_index(smallrepo).search("upload", mode="hybrid")  # still answers, lexically
     stats = make_index(smallrepo).refresh(lexical_only=True)
     assert stats.chunks_static > 0 and Index(smallrepo).status()["static_coverage"] == 1.0
+
+
+def test_a_large_index_gets_a_vector_index_and_keeps_its_answers(tmp_path, table, monkeypatch):
+    """Past ANN_MIN_ROWS chunks the static vectors get an IVF-PQ index; a search through it
+    finds what an exhaustive search finds, and rows added later are found before they are
+    folded into the index."""
+    from coderag import store as store_mod
+
+    root = tmp_path / "big"
+    root.mkdir()
+    words = ["upload", "retry", "parse", "config", "render", "invoice", "ledger", "socket"]
+    for i in range(160):
+        a, b = words[i % 8], words[(i * 3 + 1) % 8]
+        (root / f"m{i:03}.py").write_text(
+            "".join(
+                f'def {a}_{b}_{i}_{j}(value):\n    """{a} the {b} number {j}."""\n'
+                f"    return value * {j}\n\n\n"
+                for j in range(4)
+            )
+        )
+    monkeypatch.setattr(store_mod, "ANN_MIN_ROWS", 500)
+    idx = Index(root, static="only")
+    stats = idx.refresh(lexical_only=True)
+    assert any("nearest-neighbour index on svector" in n for n in stats.notes), stats.notes
+    st = store_mod.Store(root)
+    assert st._ann_columns() == {"svector"}
+    query = "retry the upload"
+    vec = idx._static_model(False).embed([query], idx._static_weights(idx._static_model(False)))[0]
+    via_index = [r["id"] for r in st.static_dense(vec, 10, None)]
+    exhaustive = (
+        st._table("chunks")
+        .search(vec, vector_column_name="svector")
+        .distance_type("cosine")
+        .bypass_vector_index()
+        .limit(10)
+        .select(["id", "_distance"])
+        .to_arrow()
+        .column("id")
+        .to_pylist()
+    )
+    assert via_index[:3] == exhaustive[:3]
+    (root / "late.py").write_text('def late_marker_function():\n    """retry the upload late."""\n')
+    assert idx.refresh([str(root / "late.py")], lexical_only=True).chunks_static > 0
+    hits = Index(root, static="only").search("late marker function", mode="dense", k=10)
+    assert any(h.path == "late.py" for h in hits)
