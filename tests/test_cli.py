@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from coderag.embed import bundled_model_path
 
 from .conftest import run_cli
@@ -20,6 +22,7 @@ SUMMARY_KEYS = {
 }
 
 
+@pytest.mark.slow
 def test_index_search_status_json(smallrepo):
     r = run_cli("index", str(smallrepo), "--json")
     assert r.returncode == 0, r.stderr
@@ -47,6 +50,7 @@ def test_index_search_status_json(smallrepo):
     assert json.loads(r.stdout)["chunks_embedded"] == 0
 
 
+@pytest.mark.slow
 def test_human_output(smallrepo):
     assert run_cli("index", str(smallrepo), "-q").returncode == 0
     r = run_cli(
@@ -83,6 +87,7 @@ def test_missing_model(smallrepo, tmp_path):
     assert "no-such-model" in r.stderr
 
 
+@pytest.mark.slow
 def test_model_mismatch(smallrepo, tmp_path):
     assert run_cli("index", str(smallrepo), "-q").returncode == 0
     other = tmp_path / "other-model"

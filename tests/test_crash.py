@@ -35,6 +35,8 @@ import pytest
 
 from .reliability_corpus import as_unprivileged
 
+pytestmark = pytest.mark.slow  # SIGKILL loops against real indexer and watcher processes
+
 TRIALS = int(os.environ.get("CODERAG_CRASH_TRIALS", "5"))
 SEED = int(os.environ.get("CODERAG_CRASH_SEED", "20240909"))
 WORDS = (

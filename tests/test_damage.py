@@ -14,6 +14,8 @@ import pytest
 
 from .conftest import FIXTURES, run_cli
 
+pytestmark = pytest.mark.slow  # full-disk and table-loss recovery with real indexes
+
 
 def test_a_deleted_chunks_table_is_detected_and_repaired_from_the_cache(smallrepo, make_index):
     make_index(smallrepo).refresh()

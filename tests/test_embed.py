@@ -192,6 +192,7 @@ def test_qwen_instructions_configurable_and_cache_keyed_by_instruction(tiny_qwen
         E.load_embedder(str(tiny_qwen), device="cpu", instructions={"sql": "x"})
 
 
+@pytest.mark.slow
 def test_qwen_matryoshka_truncate_then_normalise(tiny_qwen, qwen):
     small = E.load_embedder(str(tiny_qwen), device="cpu", dim=16)
     assert small.dim == 16 and small.native_dim == 64 and small.model_id == qwen.model_id
@@ -266,6 +267,7 @@ def test_plan_batches_budget_and_padding_bound():
     assert E.plan_batches([5000], 100) == [[0]]  # one long text always fits alone
 
 
+@pytest.mark.slow
 def test_embed_documents_padding_stats_and_progress(minilm):
     emb = E.load_embedder("bundled", device="cpu", token_budget=2048)
     rng = np.random.default_rng(1)
@@ -281,6 +283,7 @@ def test_embed_documents_padding_stats_and_progress(minilm):
     assert np.allclose(out[:5], single, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_oom_halves_batch_and_retries(monkeypatch):
     import torch
 
@@ -329,6 +332,7 @@ def test_bundled_model_path_is_real():
     assert (p / "tokenizer.json").is_file()
 
 
+@pytest.mark.slow
 def test_minilm_matches_sentence_transformers_encode(minilm):
     texts = MIXED + ["A longer sentence " * 40]
     ours = minilm.embed_documents(texts)
@@ -342,6 +346,7 @@ def test_minilm_matches_sentence_transformers_encode(minilm):
     assert np.allclose(minilm.embed_query(texts[0]), ours[0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_minilm_paraphrases_beat_unrelated(minilm):
     pairs = [
         (
@@ -540,6 +545,7 @@ def test_query_encoder_never_imports_torch(query_encoder_dir):
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_any_models_tokenizer_sizes_chunks_without_torch(tiny_qwen, qwen, tmp_path):
     """A Qwen3 index keeps its tokenizer under .coderag/tokenizer: a later refresh (a git
     hook's) chunks changed files without importing torch, into the rows the model's own

@@ -20,6 +20,8 @@ import pytest
 
 from tests.eval import corpus
 
+pytestmark = pytest.mark.slow  # the shipped evaluation set indexed with the real model
+
 QUERIES = Path(__file__).parent / "eval" / "queries.jsonl"
 MODES = ["dense", "lexical", "hybrid"]
 KINDS = {"nl", "code", "doc"}

@@ -54,6 +54,7 @@ def test_bad_query_files(tmp_path):
         load_queries(p)
 
 
+@pytest.mark.slow
 def test_eval_command(smallrepo, tmp_path):
     assert run_cli("index", str(smallrepo), "-q").returncode == 0
     q = tmp_path / "q.jsonl"

@@ -19,6 +19,8 @@ from coderag.index import Index, WriterLock
 
 from .conftest import run_cli
 
+pytestmark = pytest.mark.slow  # real git repositories, hooks run by git, background back-fills
+
 PROJECT = Path(__file__).resolve().parents[1]
 
 

@@ -35,6 +35,7 @@ def test_exact_identifier_is_first_lexically(smallrepo, make_index):
     assert _top_symbol(hits).endswith("parse_size_limit")
 
 
+@pytest.mark.slow
 def test_incremental_refresh_embeds_only_what_changed(smallrepo, make_index):
     idx = make_index(smallrepo)
     first = idx.refresh()
@@ -65,6 +66,7 @@ def test_incremental_refresh_embeds_only_what_changed(smallrepo, make_index):
     assert idx.status()["files"] == 6
 
 
+@pytest.mark.slow
 def test_incremental_equals_rebuild(smallrepo, make_index):
     idx = make_index(smallrepo)
     idx.refresh()
@@ -76,6 +78,7 @@ def test_incremental_equals_rebuild(smallrepo, make_index):
     assert rows_of(smallrepo) == incremental
 
 
+@pytest.mark.slow
 def test_touch_without_change_reads_but_does_not_rechunk(smallrepo, make_index):
     idx = make_index(smallrepo)
     idx.refresh()
@@ -122,6 +125,7 @@ def test_hits_have_exact_spans(smallrepo, make_index):
         assert "\n".join(lines[h.start_line - 1 : h.end_line]) == h.text
 
 
+@pytest.mark.slow
 def test_status(smallrepo, make_index):
     idx = make_index(smallrepo)
     idx.refresh()
@@ -156,6 +160,7 @@ def test_lancedb_http_client_is_loaded_only_on_demand(smallrepo, make_index):
     assert r.stdout.split("\n")[:2] == ["no api", "ApiClient True"]
 
 
+@pytest.mark.slow
 def test_index_chunked_by_other_code_is_chunked_again_reusing_vectors(smallrepo, make_index):
     """After an upgrade that changes chunking, the next full refresh re-chunks every file
     (unchanged files too) and embeds only texts it has not seen; a partial refresh (a hook's)

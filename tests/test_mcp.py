@@ -12,6 +12,8 @@ import pytest
 
 from .conftest import FIXTURES
 
+pytestmark = pytest.mark.slow  # an MCP server subprocess over stdio
+
 HIT_KEYS = {"path", "start_line", "end_line", "symbol", "kind", "language", "score", "text"}
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from .conftest import FIXTURES
 
+pytestmark = pytest.mark.slow  # retrieval quality across languages with the real model
+
 QUESTIONS = [
     # (question, language filter or None, expected path, expected symbol suffix)
     ("accept incoming connections in a loop until the listener fails", None, "server.go", "Serve"),

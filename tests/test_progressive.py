@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from coderag.store import Store
 
 from .conftest import rows_of, run_cli
@@ -67,6 +69,7 @@ def test_lexical_first_then_dense(tmp_path, make_index):
     assert st.chunks_pending == 0 and idx.status()["dense_coverage"] == 1.0
 
 
+@pytest.mark.slow
 def test_sigkill_mid_backfill_resumes_and_equals_clean_build(tmp_path):
     root = tmp_path / "repo"
     root.mkdir()

@@ -78,6 +78,7 @@ def _chunks_by_path(root: Path) -> dict[str, list[dict]]:
     return out
 
 
+@pytest.mark.slow
 def test_corpus_run_completes_and_reports_every_skip(corpus):
     root, cases, r = corpus
     assert r.returncode == 0, r.stderr
@@ -90,6 +91,7 @@ def test_corpus_run_completes_and_reports_every_skip(corpus):
     assert named == {f"skipped {c.path}" for c in skipped}
 
 
+@pytest.mark.slow
 def test_corpus_indexes_the_rest_with_exact_lines(corpus):
     from coderag.store import Store
 
@@ -122,6 +124,7 @@ def test_corpus_indexes_the_rest_with_exact_lines(corpus):
     assert OUTSIDE_MARKER not in everything  # no link was followed out of the repository
 
 
+@pytest.mark.slow
 def test_corpus_second_run_reports_again_and_changes_nothing(corpus, embedder):
     root, cases, _ = corpus
     before = rows_of(root)
@@ -265,6 +268,7 @@ def test_explicit_hostile_paths_are_reported(tmp_path, make_index):
 
 
 # --------------------------------------------------------------------- unreadable files
+@pytest.mark.slow
 def test_unreadable_files_and_folders(tmp_path):
     root = tmp_path / "repo"
     (root / "ok").mkdir(parents=True)
@@ -486,6 +490,7 @@ def test_damaged_index_is_one_line_then_rebuild_recovers(damage, indexed_small, 
     assert rc == 0 and json.loads(out)["files"] == 7, err
 
 
+@pytest.mark.slow
 def test_damaged_index_through_the_real_command(indexed_small, tmp_path):
     """The same contract across the process boundary (exit code, stderr, no traceback)."""
     root = tmp_path / "repo"
@@ -514,6 +519,7 @@ def test_newer_schema_is_refused_in_one_line(indexed_small, tmp_path, capsys):
         assert rc == 1 and "--rebuild" in _one_line_error(err), err
 
 
+@pytest.mark.slow
 def test_old_schema_is_rebuilt_by_index_with_a_message(indexed_small, tmp_path, capsys):
     root = tmp_path / "repo"
     shutil.copytree(indexed_small, root, symlinks=True)
@@ -530,6 +536,7 @@ def test_old_schema_is_rebuilt_by_index_with_a_message(indexed_small, tmp_path, 
 
 
 # ========================================================================== concurrency
+@pytest.mark.slow
 def test_second_indexer_waits_then_gives_up_with_a_clear_message(smallrepo):
     """A is stopped (SIGSTOP) while it holds the writer lock, so the overlap is certain."""
     lock = smallrepo / ".coderag" / "lock"
@@ -628,6 +635,7 @@ def _flip_texts(root: Path, embedder) -> tuple[set[str], set[str], Index]:
     return a_texts, b_texts, idx
 
 
+@pytest.mark.slow
 def test_searches_during_reindexing_never_see_a_file_twice_or_half(smallrepo, embedder):
     """A subprocess rewrites flip.py between two versions and re-indexes it, again and again;
     meanwhile every search here (a fresh Index each time, as a CLI search is) sees all of

@@ -124,6 +124,7 @@ def test_missing_or_broken_reranker_is_one_line(tmp_path):
 
 
 # ------------------------------------------------------------------------------ search
+@pytest.mark.slow
 def test_search_puts_the_rerankers_order_on_top(smallrepo, make_index, tiny_cross_encoder):
     from coderag.store import Store
 
@@ -151,6 +152,7 @@ def test_search_puts_the_rerankers_order_on_top(smallrepo, make_index, tiny_cros
     assert [h.score for h in plain] != [h.score for h in hits]  # fused scores, not the model's
 
 
+@pytest.mark.slow
 def test_rerank_depth_bounds_the_reordered_head(smallrepo, make_index, tiny_cross_encoder):
     idx = make_index(smallrepo, rerank_model=str(tiny_cross_encoder), rerank_depth=2)
     idx.refresh()
@@ -167,6 +169,7 @@ def test_rerank_depth_bounds_the_reordered_head(smallrepo, make_index, tiny_cros
     assert {r["path"] for r, _ in out[:2]} == {"f0.py", "f1.py"}
 
 
+@pytest.mark.slow
 def test_auto_reranks_only_on_a_gpu_and_falls_back_once(smallrepo, make_index, caplog):
     idx = make_index(smallrepo)
     idx.refresh()
@@ -208,6 +211,7 @@ def test_rerank_setting_values(smallrepo, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ faces
+@pytest.mark.slow
 def test_cli_search_and_eval_with_rerank(smallrepo, make_index, tiny_yes_no_reranker, tmp_path):
     make_index(smallrepo).refresh()
     r = run_cli(

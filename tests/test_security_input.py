@@ -69,6 +69,7 @@ def hostile_repo(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_search_output_shows_terminal_escapes_instead_of_sending_them(hostile_repo):
     r = run_cli("index", str(hostile_repo), "--lexical-only", "-v")
     assert r.returncode == 0, r.stderr
@@ -243,6 +244,7 @@ def test_glob_matcher_is_linear_on_hostile_patterns():
         assert hits == 0 and took < 5.0, (glob[:12], took)
 
 
+@pytest.mark.slow
 def test_hostile_glob_through_the_cli_is_answered_quickly(tmp_path):
     root = tmp_path / "repo"
     deep = root.joinpath(*"abcdefghijklmnop")
@@ -393,6 +395,7 @@ def _cli(env, *args):
     )
 
 
+@pytest.mark.slow
 def test_a_hub_model_named_by_the_repository_is_not_downloaded(smallrepo, fake_hub, tmp_path):
     env, seen = fake_hub
     (smallrepo / ".coderag.toml").write_text('model = "someorg/some-model"\n')
@@ -417,6 +420,7 @@ def test_a_hub_model_named_by_the_repository_is_not_downloaded(smallrepo, fake_h
     assert any("someorg/some-reranker" in p for p in seen), seen
 
 
+@pytest.mark.slow
 def test_a_folder_outside_the_repository_that_is_no_model_fails_cleanly(smallrepo, tmp_path):
     outside = tmp_path / "not-a-model"
     outside.mkdir()
@@ -428,6 +432,7 @@ def test_a_folder_outside_the_repository_that_is_no_model_fails_cleanly(smallrep
         assert "Traceback" not in r.stderr and "hunter2" not in r.stderr
 
 
+@pytest.mark.slow
 def test_a_cached_hub_model_named_by_the_repository_loads_without_a_request(
     smallrepo, fake_hub, tmp_path
 ):
@@ -450,6 +455,7 @@ def test_a_cached_hub_model_named_by_the_repository_loads_without_a_request(
     assert seen == []
 
 
+@pytest.mark.slow
 def test_a_model_folder_inside_the_repository_is_not_loaded_on_its_say_so(smallrepo):
     """A repository that ships a "model" (modules.json naming classes to import, pickled
     weights) and points its settings at it: refused in one line; the user may still name it."""

@@ -27,6 +27,8 @@ from . import test_hook
 from .conftest import run_cli
 from .test_hook import commit_all, git
 
+pytestmark = pytest.mark.slow  # many real `coderag` subprocesses against hostile repositories
+
 gitrepo = test_hook.gitrepo  # the fixture: smallrepo as a git repository
 
 SECRET = "BEGIN OPENSSH PRIVATE KEY hunter2secretmaterial"

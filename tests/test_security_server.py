@@ -23,6 +23,8 @@ import pytest
 from .conftest import FIXTURES, run_cli
 from .test_server import Server
 
+pytestmark = pytest.mark.slow  # real server processes, slow-client timeouts
+
 QUERY = "upload again with exponential backoff when the server fails"
 ALLOWED_ORIGIN = "http://allowed.example"
 

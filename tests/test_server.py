@@ -17,6 +17,8 @@ import pytest
 
 from .conftest import FIXTURES, run_cli
 
+pytestmark = pytest.mark.slow  # a real uvicorn server with the model loaded
+
 HIT_KEYS = {"path", "start_line", "end_line", "kind", "language", "symbol", "score", "text"}
 QUERY = "upload again with exponential backoff when the server fails"
 

@@ -26,6 +26,8 @@ from coderag.watch import Watcher
 
 from .conftest import FIXTURES, rows_of, run_cli
 
+pytestmark = pytest.mark.slow  # real watchdog observers, debounce waits, subprocesses
+
 STATE_KEYS = {"watching", "mode", "queue", "batches", "last_batch_at", "pending_vectors"}
 
 
