@@ -397,7 +397,7 @@ class Index:
             if self._writes >= 64 or (changed and paths is None):
                 store.optimize()  # also folds new rows into the vector indexes
                 self._writes = 0
-            made = store.ensure_ann()
+            made = store.ensure_indexes()
             if made:
                 stats.notes.append(
                     f"{store.count_chunks():,} chunks: built a nearest-neighbour index on "
@@ -780,7 +780,7 @@ class Index:
         )
         is_code = rank.looks_like_code(query) if code is None else code
         depth = max(self.config.candidates, k * 3)
-        cands = self._candidates(store, meta, query, mode, is_code, depth, where, kind)
+        cands = self._candidates(store, meta, query, mode, is_code, depth, where, kind, counts)
         weights = self.weights
         if self.last_dense_tier == "static":  # a weaker dense half: it leans less (measured)
             weights = dataclasses.replace(weights, dense=STATIC_DENSE_WEIGHT)
@@ -806,7 +806,9 @@ class Index:
             for r, s in picked
         ]
 
-    def _candidates(self, store, meta, query, mode, is_code, depth, where, kind) -> rank.Candidates:
+    def _candidates(
+        self, store, meta, query, mode, is_code, depth, where, kind, counts=None
+    ) -> rank.Candidates:
         """What each retriever finds for ``query``: the input of :func:`rank.rank`."""
         lexical = dense = definitions = []
         if mode in ("hybrid", "lexical"):
@@ -814,7 +816,7 @@ class Index:
             names, _ = rank.query_symbols(query)
             definitions = store.definitions(names, depth, where)
         if mode in ("hybrid", "dense"):
-            if self._dense_tier(store) == "static":
+            if self._dense_tier(store, counts) == "static":
                 model = self._static_model(distil=False)
                 vec = model.embed([query], self._static_weights(model))[0]
                 dense = store.static_dense(vec, depth, where)
@@ -825,14 +827,14 @@ class Index:
         owners = store.owners([*lexical, *dense]) if kind is None else []
         return rank.Candidates(lexical, dense, definitions, owners)
 
-    def _dense_tier(self, store) -> str:
+    def _dense_tier(self, store, counts: dict | None = None) -> str:
         """Which vectors answer the dense half: the model's once they cover every chunk (or
         when there are no static ones), else the static tier's while they cover more."""
         mode = self._static_mode()
         self.last_dense_tier = "model"
         if mode == "off" or store.static_dim() is None:
             return "model"
-        counts = store.counts()
+        counts = counts or store.counts()
         model_share = 1.0 - counts["pending"] / counts["chunks"] if counts["chunks"] else 1.0
         if mode == "auto" and (
             model_share >= MODEL_COVERAGE or counts["pending"] <= counts["static_pending"]

@@ -469,17 +469,22 @@ class Store:
                 self._ann = set()
         return self._ann
 
-    def ensure_ann(self) -> list[str]:
-        """Give a large table IVF-PQ indexes on its vector columns (once every row has a
-        vector in that column: rows of zeros would train it badly); returns the columns
-        indexed now. Rows added later are folded in by :meth:`optimize`, and searched
-        exhaustively until then."""
-        from lancedb.index import IvfPq
+    def ensure_indexes(self) -> list[str]:
+        """Give a large table its indexes: B-trees on ``path`` and ``id`` (file and row
+        lookups: a docstring's owner fell from ~20 to ~7 ms at 219k chunks) and IVF-PQ on
+        each vector column once every row has a vector there (rows of zeros would train it
+        badly). Returns the vector columns indexed now. Rows added later are folded in by
+        :meth:`optimize`, and searched exhaustively until then."""
+        from lancedb.index import BTree, IvfPq
 
         t = self._table("chunks")
         n = t.count_rows()
         if n < ANN_MIN_ROWS:
             return []
+        have = {c for i in t.list_indices() for c in i.columns}
+        for column in ("path", "id"):
+            if column not in have:
+                t.create_index(column, config=BTree())
         made = []
         for column, flag in (("svector", "sembedded"), ("vector", "embedded")):
             if column in self._ann_columns() or column not in t.schema.names:

@@ -102,7 +102,7 @@ def test_an_index_from_before_the_static_tier_gains_it(smallrepo, table, make_in
     assert stats.chunks_static > 0 and Index(smallrepo).status()["static_coverage"] == 1.0
 
 
-def test_a_large_index_gets_a_vector_index_and_keeps_its_answers(tmp_path, table, monkeypatch):
+def test_a_large_index_gets_its_indexes_and_keeps_its_answers(tmp_path, table, monkeypatch):
     """Past ANN_MIN_ROWS chunks the static vectors get an IVF-PQ index; a search through it
     finds what an exhaustive search finds, and rows added later are found before they are
     folded into the index."""
@@ -126,6 +126,8 @@ def test_a_large_index_gets_a_vector_index_and_keeps_its_answers(tmp_path, table
     assert any("nearest-neighbour index on svector" in n for n in stats.notes), stats.notes
     st = store_mod.Store(root)
     assert st._ann_columns() == {"svector"}
+    indexed = {c for i in st._table("chunks").list_indices() for c in i.columns}
+    assert {"path", "id", "svector", "search_text"} <= indexed
     query = "retry the upload"
     vec = idx._static_model(False).embed([query], idx._static_weights(idx._static_model(False)))[0]
     via_index = [r["id"] for r in st.static_dense(vec, 10, None)]
