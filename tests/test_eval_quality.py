@@ -127,3 +127,77 @@ def test_hybrid_beats_dense_and_lexical(eval_corpus, embedder, capsys):
 
     hybrid, dense, lexical = (results[m]["ndcg@10"] for m in ("hybrid", "dense", "lexical"))
     assert hybrid > dense and hybrid > lexical, f"hybrid NDCG@10 does not lead:\n{table}"
+
+
+def _spans(rows: list[dict], item: dict) -> list[tuple[str, int, int]]:
+    """Where a labelled item is: its span, or the chunks defining its symbol."""
+    if "start_line" in item:
+        return [(item["path"], item["start_line"], item["end_line"])]
+    last = item["symbol"].split(".")[-1]
+    return [
+        (r["path"], r["start_line"], r["end_line"])
+        for r in rows
+        if r["path"] == item["path"]
+        and r["kind"] != "doc"
+        and r["symbol"]
+        and (r["symbol"] == item["symbol"] or r["symbol"].split(".")[-1] == last)
+    ]
+
+
+def _mrr(queries: list[dict], hit_lists: list[list[dict]], rows: list[dict]) -> float:
+    """MRR@10 with one rule for chunks and windows alike: a hit counts when its lines
+    overlap the target's."""
+    total = 0.0
+    for q, hits in zip(queries, hit_lists, strict=True):
+        spans = [s for item in q["relevant"] for s in _spans(rows, item)]
+        for rank, h in enumerate(hits[:10], 1):
+            if any(
+                h["path"] == p and h["start_line"] <= b and a <= h["end_line"] for p, a, b in spans
+            ):
+                total += 1 / rank
+                break
+    return total / len(queries)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_hybrid_beats_naive_line_windows(eval_corpus, embedder, capsys):
+    """The baseline a user could build in an afternoon: 40-line windows (stride 20) embedded
+    with the same model, and BM25 over them (bench/funcq_eval.py's implementation). Hybrid
+    must rank the right place higher than both."""
+    import sys
+
+    import numpy as np
+
+    from coderag import Index
+    from coderag.store import Store
+
+    sys.path[:0] = [str(Path(__file__).parents[1] / "bench")]
+    import funcq_eval as fe  # bench/funcq_eval.py: windows(), tokens(), BM25
+
+    idx = Index(eval_corpus, embedder=embedder)
+    idx.refresh()
+    rows = Store(eval_corpus).all_chunk_rows(["path", "symbol", "start_line", "end_line", "kind"])
+    queries = _queries()
+    code = [True if q["kind"] == "code" else None for q in queries]
+    hybrid = [
+        [h.to_dict() for h in idx.search(q["query"], k=10, code=c, rerank=False)]
+        for q, c in zip(queries, code, strict=True)
+    ]
+    wins = fe.windows(eval_corpus, 40, 20)
+    vectors = embedder.embed_documents([w["text"] for w in wins])
+    bm25 = fe.BM25([fe.tokens(w["text"]) for w in wins])
+    by_vector, by_bm25 = [], []
+    for q in queries:
+        qv = embedder.embed_query(q["query"], kind="code" if q["kind"] == "code" else "nl")
+        top = np.argsort(-(vectors @ np.asarray(qv).reshape(-1)), kind="stable")[:10]
+        by_vector.append([wins[i] for i in top])
+        by_bm25.append([wins[i] for i in bm25.top(fe.tokens(q["query"]), 10)])
+    got = {
+        "hybrid": _mrr(queries, hybrid, rows),
+        "windows, MiniLM": _mrr(queries, by_vector, rows),
+        "windows, BM25": _mrr(queries, by_bm25, rows),
+    }
+    with capsys.disabled():
+        print("\nMRR@10 (a hit counts when it overlaps the target):", json.dumps(got))
+    assert got["hybrid"] > max(got["windows, MiniLM"], got["windows, BM25"]), got
