@@ -102,6 +102,10 @@ class Config:
 
 
 _YES = ("1", "true", "yes", "on")
+#: setting ``static``: "auto" = static vectors for every chunk, the dense half of a search
+#: while the model's vectors are incomplete; "only" = no model vectors at all (the fast
+#: tier alone); "off" = no static vectors
+STATIC_MODES = ("auto", "only", "off")
 _SWITCH = {"on": "on", "true": "on", "yes": "on", "1": "on", "off": "off", "false": "off",
            "no": "off", "0": "off", "auto": "auto"}  # fmt: skip
 
@@ -149,8 +153,8 @@ def _coerce(name: str, value, where: str = "coderag configuration", typed: bool 
             raise bad("relative or rrf")
         return value
     if name == "static":
-        if value not in ("auto", "only", "off"):
-            raise bad("auto, only or off")
+        if value not in STATIC_MODES:
+            raise bad(", ".join(STATIC_MODES))
         return value
     if name in _TEXT:
         if not isinstance(value, str) or not value.strip() or "\x00" in value:

@@ -250,6 +250,30 @@ def _read_pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def has_index(root: Path) -> bool:
+    """Is there a database under ``.coderag/`` (checked cheaply: no trust check, no import)?"""
+    return (path(root) / DB).is_dir()
+
+
+def spawn(root: Path, args: list[str], log: str, pass_fds: tuple[int, ...] = ()) -> int:
+    """Start ``python -m coderag ARGS`` detached (its own session, no terminal, no input) in
+    ``root``, its error output appended to ``.coderag/<log>``; returns its pid."""
+    import subprocess
+    import sys
+
+    with os.fdopen(open_log(root, log), "ab") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coderag", *args],
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+            pass_fds=pass_fds,
+        )
+    return proc.pid
+
+
 def open_log(root: Path, name: str = BACKGROUND_LOG) -> int:
     """An append-only descriptor for a log file under ``.coderag/`` (0600, no links)."""
     return open_file(root, name, os.O_WRONLY | os.O_CREAT | os.O_APPEND)

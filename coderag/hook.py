@@ -451,8 +451,11 @@ def sync(
     out = {"event": event, "via": "none", "files": 0, "stats": None, "note": None}
     if os.environ.get(DISABLE_ENV, "").lower() in ("0", "off", "false", "no"):
         return {**out, "via": "skipped", "note": f"{DISABLE_ENV}=0"}
-    url = server_url(root) if use_server else None
-    if url is None and not _index_exists(root):
+    from . import datadir
+    from .server import find_server  # the runtime folder only: nothing in the repository
+
+    url = find_server(root) if use_server else None
+    if url is None and not datadir.has_index(root):
         return {**out, "via": "skipped", "note": "no index yet (run `coderag index`)"}
     # a server reads the working tree itself: no staged bytes to read for it
     paths, contents, what = plan(root, event, args, stdin, read_blobs=url is None)
@@ -464,7 +467,7 @@ def sync(
         answer = _hand_to_server(url, root, paths)
         if answer is not None:
             return {**out, "via": "server", "stats": answer.get("stats")}
-        if not _index_exists(root):
+        if not datadir.has_index(root):
             return {**out, "via": "skipped", "note": "no index yet (run `coderag index`)"}
         paths, contents, what = plan(root, event, args, stdin)  # it went away: inline
     from .index import Index  # only now: this is what pulls in torch
@@ -487,39 +490,14 @@ def spawn_vectors(root: Path) -> int:
     error output goes to ``.coderag/background.log``."""
     from . import datadir
 
-    cmd = [sys.executable, "-m", "coderag", "index", "--vectors-only", "-q", "--repo", str(root)]
-    with os.fdopen(datadir.open_log(root), "ab") as err:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-            close_fds=True,
-        )
-    return proc.pid
+    args = ["index", "--vectors-only", "-q", "--repo", str(root)]
+    return datadir.spawn(root, args, datadir.BACKGROUND_LOG)
 
 
 def _root_here() -> Path:
     from .files import find_root
 
     return find_root(None)
-
-
-def _index_exists(root: Path) -> bool:
-    from .config import DATA_DIR
-
-    return (root / DATA_DIR / "db").is_dir()  # store.DB_DIR, without importing numpy
-
-
-def server_url(root: Path):
-    """The ``coderag serve`` running for ``root`` (a :class:`~coderag.server.LocalServer`:
-    loopback URL and per-start secret, from the file it published in the user's runtime
-    folder), or None. Nothing in the repository is consulted."""
-    from .server import find_server
-
-    return find_server(root)
 
 
 def _hand_to_server(url, root: Path, paths: list[str]) -> dict | None:

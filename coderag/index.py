@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import datadir, rank
-from .config import Config, load_config
+from .config import STATIC_MODES, Config, load_config
 from .errors import (
     CoderagError,
     IndexCorrupt,
@@ -58,10 +58,6 @@ from .vocabulary import Hit, check
 Progress = Callable[..., None]
 log = logging.getLogger("coderag.index")
 
-#: setting ``static``: "auto" = static vectors for every chunk, the dense half of a search
-#: while the model's vectors are incomplete; "only" = no model vectors at all (the fast
-#: tier alone); "off" = no static vectors
-STATIC_MODES = ("auto", "only", "off")
 STATIC_SOURCE = "sentence-transformers/all-MiniLM-L6-v2"  # embed.BUNDLED_MODEL_ID
 STATIC_BATCH = 4096
 #: the dense weight when static vectors answer (shipped set, hybrid NDCG@10: 0.76 at 0.1-0.5,
@@ -603,7 +599,7 @@ class Index:
 
     # ------------------------------------------------------------ static tier
     def _static_mode(self) -> str:
-        mode = getattr(self.config, "static", "auto")
+        mode = self.config.static  # checked again: a Config may be built without load_config
         if mode not in STATIC_MODES:
             raise UsageError(f"setting 'static' must be one of {', '.join(STATIC_MODES)}")
         return mode
@@ -816,9 +812,10 @@ class Index:
             names, _ = rank.query_symbols(query)
             definitions = store.definitions(names, depth, where)
         if mode in ("hybrid", "dense"):
-            if self._dense_tier(store, counts) == "static":
-                model = self._static_model(distil=False)
-                vec = model.embed([query], self._static_weights(model))[0]
+            static = self._static_tier(store, counts)
+            if static is not None:
+                model, weights = static
+                vec = model.embed([query], weights)[0]
                 dense = store.static_dense(vec, depth, where)
             else:
                 vec = self._query_vector(query, "code" if is_code else "nl", meta)
@@ -827,27 +824,30 @@ class Index:
         owners = store.owners([*lexical, *dense]) if kind is None else []
         return rank.Candidates(lexical, dense, definitions, owners)
 
-    def _dense_tier(self, store, counts: dict | None = None) -> str:
-        """Which vectors answer the dense half: the model's once they cover every chunk (or
-        when there are no static ones), else the static tier's while they cover more."""
+    def _static_tier(self, store, counts: dict | None = None):
+        """The static model and its token weights when the static vectors are to answer the
+        dense half, else None (the model's vectors answer: they cover half the chunks, or at
+        least as many as the static ones, or there are no usable static vectors). Sets
+        :attr:`last_dense_tier`."""
         mode = self._static_mode()
         self.last_dense_tier = "model"
         if mode == "off" or store.static_dim() is None:
-            return "model"
+            return None
         counts = counts or store.counts()
         model_share = 1.0 - counts["pending"] / counts["chunks"] if counts["chunks"] else 1.0
         if mode == "auto" and (
             model_share >= MODEL_COVERAGE or counts["pending"] <= counts["static_pending"]
         ):
-            return "model"
+            return None
         model = self._static_model(distil=False)
-        if model is None or model.dim != store.static_dim() or self._static_weights(model) is None:
-            return "model"
+        weights = None if model is None else self._static_weights(model)
+        if weights is None or model.dim != store.static_dim():
+            return None
         self.last_dense_tier = "static"
         self.last_dense_coverage = (
             1.0 - counts["static_pending"] / counts["chunks"] if counts["chunks"] else 1.0
         )
-        return "static"
+        return model, weights
 
     def _rerank_wanted(self, rerank: bool | None) -> bool:
         if rerank is not None:

@@ -1664,13 +1664,11 @@ def start_background(root: Path) -> int | None:
     ``CODERAG_AUTOSERVE_MEMORY`` MB (2048). Returns its pid, or None when one is already
     starting (``.coderag/autoserve.lock`` is held for the server's whole life) or there is
     no index to serve. Its errors go to ``.coderag/serve.log``."""
-    import subprocess
-
     from . import datadir
     from .errors import LockHeld
 
     root = Path(root)
-    if not (datadir.path(root) / datadir.DB).is_dir():
+    if not datadir.has_index(root):
         return None
     lock = datadir.FileLock(root, AUTOSERVE_LOCK, timeout=0, busy="")
     try:
@@ -1679,23 +1677,13 @@ def start_background(root: Path) -> int | None:
         return None
     idle = _env_number(AUTOSERVE_IDLE_ENV, AUTOSERVE_IDLE)
     memory = _env_number(AUTOSERVE_MEMORY_ENV, AUTOSERVE_MEMORY)
-    cmd = [sys.executable, "-m", "coderag", "serve", str(root), "--port", "0", "--no-watch"]
-    cmd += ["--idle-timeout", str(idle), "--max-memory", str(int(memory))]
-    try:
-        with os.fdopen(datadir.open_log(root, AUTOSERVE_LOG), "ab") as log_file:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=root,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log_file,
-                start_new_session=True,
-                pass_fds=(lock.fd,),  # the child holds the lock until it exits
-            )
+    args = ["serve", str(root), "--port", "0", "--no-watch"]
+    args += ["--idle-timeout", str(idle), "--max-memory", str(int(memory))]
+    try:  # the child inherits the lock's descriptor and holds the lock until it exits
+        return datadir.spawn(root, args, AUTOSERVE_LOG, pass_fds=(lock.fd,))
     finally:
         os.close(lock.fd)  # not release(): unlocking here would unlock the child's copy too
         lock.fd = None
-    return proc.pid
 
 
 def _env_number(name: str, default: float) -> float:

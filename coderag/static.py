@@ -125,5 +125,5 @@ def load_cached(source_id: str) -> StaticModel | None:
     folder = cache_folder(source_id)
     try:
         return StaticModel(folder)
-    except (OSError, ValueError, KeyError, Exception):  # noqa: BLE001 - absent or unusable
+    except Exception:  # noqa: BLE001 - absent or unusable (missing files, another format)
         return None

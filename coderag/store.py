@@ -35,6 +35,7 @@ import numpy as np
 from . import datadir
 from .config import DATA_DIR
 from .errors import CoderagError, DiskFull, IndexCorrupt, IndexMissing
+from .static import DIM as STATIC_DIM
 
 SCHEMA_VERSION = 2
 DB_DIR = "db"
@@ -260,7 +261,7 @@ class Store:
             self._tables.pop(name, None)
         self._names = set(self._table_names())
 
-    def create_tables(self, dim: int, static_dim: int = 256) -> None:
+    def create_tables(self, dim: int, static_dim: int = STATIC_DIM) -> None:
         import pyarrow as pa
 
         schemas = {
@@ -416,23 +417,14 @@ class Store:
         )
         self._tables.pop("chunks", None)
 
-    def static_pending(self, everything: bool = False) -> list[dict]:
-        """``id`` and ``embed_text`` of the chunks without a static vector (or of all)."""
-        return [r for batch in self.iter_static_pending(0, everything) for r in batch]
-
     def iter_static_pending(self, size: int, everything: bool = False):
-        """The same, about ``size`` rows at a time (0: all at once), streamed from the version
-        the scan starts on (vectors written meanwhile make new versions; the scan is not
-        disturbed)."""
+        """``id`` and ``embed_text`` of the chunks without a static vector (or of all),
+        ``size`` rows at a time, streamed from the version the scan starts on (vectors
+        written meanwhile make new versions; the scan is not disturbed)."""
         q = self._table("chunks").search()
         if not everything:
             q = q.where("sembedded IS NOT TRUE")
         q = q.select(["id", "embed_text"]).limit(None)
-        if not size:
-            rows = q.to_arrow().to_pylist()
-            if rows:
-                yield rows
-            return
         pending: list[dict] = []
         for batch in q.to_batches(size):
             pending.extend(batch.to_pylist())
@@ -449,13 +441,7 @@ class Store:
 
     def set_static(self, ids: list[str], vectors: np.ndarray) -> None:
         """Fill in static vectors of existing chunks (deleted ones are not resurrected)."""
-        import pyarrow as pa
-
-        if not ids:
-            return
-        src = _vector_table("id", ids, vectors).rename_columns(["id", "svector"])
-        src = src.append_column("sembedded", pa.array([True] * len(ids)))
-        self._table("chunks").merge_insert("id").when_matched_update_all().execute(src)
+        self._fill("svector", "sembedded", ids, vectors)
 
     def _ann_columns(self) -> set[str]:
         """Vector columns with a nearest-neighbour index (looked up once per handle)."""
@@ -487,7 +473,7 @@ class Store:
                 t.create_index(column, config=BTree())
         made = []
         for column, flag in (("svector", "sembedded"), ("vector", "embedded")):
-            if column in self._ann_columns() or column not in t.schema.names:
+            if column in have or column not in t.schema.names:
                 continue
             if t.count_rows(f"{flag} IS NOT TRUE"):
                 continue
@@ -549,13 +535,16 @@ class Store:
 
     def set_vectors(self, ids: list[str], vectors: np.ndarray) -> None:
         """Fill in vectors of existing chunks; chunks deleted meanwhile are not resurrected."""
+        self._fill("vector", "embedded", ids, vectors)
+
+    def _fill(self, column: str, flag: str, ids: list[str], vectors: np.ndarray) -> None:
+        """Set ``column`` (and ``flag`` true) of the chunks ``ids`` that still exist."""
         import pyarrow as pa
 
         if not ids:
             return
-        src = _vector_table("id", ids, vectors).append_column(
-            "embedded", pa.array([True] * len(ids))
-        )
+        src = _vector_table("id", ids, vectors).rename_columns(["id", column])
+        src = src.append_column(flag, pa.array([True] * len(ids)))
         self._table("chunks").merge_insert("id").when_matched_update_all().execute(src)
 
     # ------------------------------------------------------------- the cache

@@ -73,7 +73,6 @@ RETRY_MAX_S = 60.0
 STOP_GRACE_S = 2.0
 
 RULE_FILES = frozenset({".gitignore", ".coderagignore"})
-LOCK_NAME = datadir.WATCH_LOCK
 FLUSH_PREFIX = "watch-flush-"
 
 EPILOG = """examples:
