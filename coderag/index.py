@@ -52,7 +52,7 @@ from .files import (
     read_bytes,
     walk,
 )
-from .globs import compile_glob, like_patterns
+from .globs import compile_glob
 from .vocabulary import Hit, check
 
 Progress = Callable[..., None]
@@ -65,7 +65,6 @@ STATIC_BATCH = 4096
 STATIC_DENSE_WEIGHT = 0.25
 #: the model's vectors answer once they cover this share of the chunks
 MODEL_COVERAGE = 0.5
-SCHEMA_VERSION = 2  # 2: chunks.name (a symbol's last component)
 FILE_BATCH = 200  # files per commit in phase 1
 EMBED_BATCH = 256  # chunks per commit in phase 2
 MAX_QUERY_CHARS = 20_000
@@ -175,6 +174,39 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class _Models:
+    """What one refresh may need from a model, each loaded on first need (a no-op refresh
+    loads nothing): the embedder, and what sizes chunks."""
+
+    def __init__(self, index: Index, meta: dict, say: Progress):
+        self._index, self._meta, self._say = index, meta, say
+        self.loaded = None  # the embedder, once loaded
+        self._light: list = []
+
+    def embedder(self):
+        if self.loaded is None:
+            emb = self._index.embedder
+            self._index._check_meta(self._meta, emb)
+            self._say("model", model=emb.model_id, device=emb.device, dtype=emb.dtype, dim=emb.dim)
+            self.loaded = emb
+        return self.loaded
+
+    def identity(self) -> tuple[str, int]:
+        """(model id, dimension): the loaded embedder's, else the index's."""
+        if self.loaded is not None:
+            return self.loaded.model_id, self.loaded.dim
+        return self._meta["model"], self._meta["dim"]
+
+    def counter(self):
+        """The loaded embedder, else the same tokenizer from the index's torch-free copy (a
+        hook's few files need no torch); looked up once."""
+        if self.loaded is not None:
+            return self.loaded
+        if not self._light:
+            self._light.append(self._index._light_counter(self._meta))
+        return self._light[0] or self.embedder()
+
+
 class Index:
     """The index of one repository: ``refresh()`` keeps it equal to the files, ``search()`` reads it."""
 
@@ -249,6 +281,8 @@ class Index:
         return self._embedder
 
     def _check_meta(self, meta: dict, emb) -> None:
+        from .store import SCHEMA_VERSION
+
         if not meta:
             return
         if meta.get("schema_version") != SCHEMA_VERSION:
@@ -283,78 +317,18 @@ class Index:
         say = progress or (lambda *a, **k: None)
         stats = RefreshStats()
         if rebuild:
-            try:
-                datadir.check(self.root)
-            except CoderagError:  # a link, a file, a foreign folder: --rebuild replaces it
-                self._store = None
-                datadir.replace(self.root)
+            self._replace_if_foreign()
         with WriterLock(self.data_dir, self.config.lock_timeout):
-            if rebuild:
-                self._store = None
-                _remove(self.data_dir / "db")  # whatever is there: damaged, foreign, a file
-            store = self._writer_store()
-            lost = store.partial()
-            if lost:  # tables deleted by hand: never a silently empty index
-                stats.notes.append(
-                    f"the index had lost its {', '.join(sorted(lost))} table(s); indexing "
-                    "every file again (cached vectors are reused)"
-                )
-                store.drop_content()
-            meta = store.meta() if store.exists() or lost else {}
-            old = meta.get("schema_version")
-            if isinstance(old, int) and old < SCHEMA_VERSION:
-                stats.notes.append(
-                    f"the index was written by an older coderag (schema {old}, this one writes "
-                    f"{SCHEMA_VERSION}); rebuilding it"
-                )
-                self._store = None
-                _remove(self.data_dir / "db")
-                store = self._writer_store()
-                meta = {}
-            loaded: list = []
-
-            def model():
-                """The embedder, loaded on first need: a no-op refresh never loads it."""
-                if not loaded:
-                    emb = self.embedder
-                    self._check_meta(meta, emb)
-                    say(
-                        "model", model=emb.model_id, device=emb.device, dtype=emb.dtype, dim=emb.dim
-                    )
-                    loaded.append(emb)
-                return loaded[0]
-
+            store, meta = self._store_for_writing(rebuild, stats)
+            models = _Models(self, meta, say)
             if not meta or self.config.model != "auto" or self._embedder is not None:
-                model()  # a new index, or a model named explicitly: check it now
+                models.embedder()  # a new index, or a model named explicitly: check it now
             else:
                 self._check_meta(meta, None)
-            model_id = loaded[0].model_id if loaded else meta["model"]
-            dim = loaded[0].dim if loaded else meta["dim"]
+            model_id, dim = models.identity()
             first_build = not store.exists()
             if first_build:
-                emb = model()
-                store.create_tables(emb.dim)
-                store.set_meta(
-                    schema_version=SCHEMA_VERSION,
-                    model=emb.model_id,
-                    dim=emb.dim,
-                    device=emb.device,
-                    dtype=emb.dtype,
-                    created_at=_now_iso(),
-                    chunker=_chunker_fingerprint(),
-                )
-
-            light: list = []
-
-            def counter():
-                """What sizes chunks: the loaded embedder, else the same tokenizer from the
-                index's torch-free copy (a hook's few files need no torch); looked up once."""
-                if loaded:
-                    return loaded[0]
-                if not light:
-                    light.append(self._light_counter(meta))
-                return light[0] or model()
-
+                self._create_tables(store, models.embedder())
             chunker = _chunker_fingerprint()
             # an index chunked by other code: every file is chunked again (the cache keeps
             # the vectors of texts that did not change); only a full refresh marks it done
@@ -365,45 +339,105 @@ class Index:
                     "file again (vectors of unchanged chunks are reused)"
                 )
             self._phase_store(
-                store, counter, (model_id, dim), paths, contents, stats, say, force=rechunk
+                store, models.counter, (model_id, dim), paths, contents, stats, say, force=rechunk
             )
             if first_build or not store.fts_ok():
-                store._create_fts()  # one bulk build beats folding in row by row; or a repair
+                store.build_fts()  # one bulk build beats folding in row by row; or a repair
             self._phase_static(store, stats, say, distil=not lexical_only)
             if not lexical_only and self._static_mode() != "only" and store.count_pending():
-                self._phase_embed(store, model(), stats, say)
-            if loaded:
-                self._export_query_encoder(loaded[0])
+                self._phase_embed(store, models.embedder(), stats, say)
+            if models.loaded is not None:
+                self._export_query_encoder(models.loaded)
             stats.chunks_pending = store.count_pending()
             changed = bool(stats.files_indexed or stats.files_removed or stats.chunks_embedded)
-            commit = git_head(self.root)
-            if changed or first_build or meta.get("commit") != commit or rebuild:
-                store.set_meta(
-                    indexed_at=_now_iso(),
-                    commit=commit,
-                    model=model_id,
-                    dim=dim,
-                    schema_version=SCHEMA_VERSION,
-                )
+            self._record(store, meta, model_id, dim, force=changed or first_build or rebuild)
             if rechunk and paths is None:
                 store.set_meta(chunker=chunker)
-            # compaction folds small commits together; a watcher's many small batches pay
-            # for it only every so often
-            self._writes += stats.files_indexed + stats.files_removed + stats.chunks_embedded
-            if self._writes >= 64 or (changed and paths is None):
-                store.optimize()  # also folds new rows into the vector indexes
-                self._writes = 0
-            made = store.ensure_indexes()
-            if made:
-                stats.notes.append(
-                    f"{store.count_chunks():,} chunks: built a nearest-neighbour index on "
-                    f"{' and '.join(made)} (IVF-PQ) for fast vector search"
-                )
+            self._maintain(store, stats, full=changed and paths is None)
             if self._store is None or not self._store.fresh_reads:
                 self._store = store  # later searches here see what was just written
         stats.seconds = time.perf_counter() - t0
         say("done", stats=stats)
         return stats
+
+    def _replace_if_foreign(self) -> None:
+        """``--rebuild``: a ``.coderag`` that is a link, a file or another user's folder is
+        replaced (never written through)."""
+        try:
+            datadir.check(self.root)
+        except CoderagError:
+            self._store = None
+            datadir.replace(self.root)
+
+    def _store_for_writing(self, rebuild: bool, stats: RefreshStats):
+        """The writer's store and the index's meta; an index to start over (``--rebuild``, a
+        schema older than this coderag's) comes back empty, lost tables dropped."""
+        from .store import SCHEMA_VERSION
+
+        if rebuild:
+            self._store = None
+            _remove(self.data_dir / "db")  # whatever is there: damaged, foreign, a file
+        store = self._writer_store()
+        lost = store.partial()
+        if lost:  # tables deleted by hand: never a silently empty index
+            stats.notes.append(
+                f"the index had lost its {', '.join(sorted(lost))} table(s); indexing "
+                "every file again (cached vectors are reused)"
+            )
+            store.drop_content()
+        meta = store.meta() if store.exists() or lost else {}
+        old = meta.get("schema_version")
+        if isinstance(old, int) and old < SCHEMA_VERSION:
+            stats.notes.append(
+                f"the index was written by an older coderag (schema {old}, this one writes "
+                f"{SCHEMA_VERSION}); rebuilding it"
+            )
+            self._store = None
+            _remove(self.data_dir / "db")
+            return self._writer_store(), {}
+        return store, meta
+
+    def _create_tables(self, store, emb) -> None:
+        from .store import SCHEMA_VERSION
+
+        store.create_tables(emb.dim)
+        store.set_meta(
+            schema_version=SCHEMA_VERSION,
+            model=emb.model_id,
+            dim=emb.dim,
+            device=emb.device,
+            dtype=emb.dtype,
+            created_at=_now_iso(),
+            chunker=_chunker_fingerprint(),
+        )
+
+    def _record(self, store, meta: dict, model_id: str, dim: int, force: bool) -> None:
+        """Stamp the index with what it now holds: time, commit, model (when anything moved)."""
+        from .store import SCHEMA_VERSION
+
+        commit = git_head(self.root)
+        if force or meta.get("commit") != commit:
+            store.set_meta(
+                indexed_at=_now_iso(),
+                commit=commit,
+                model=model_id,
+                dim=dim,
+                schema_version=SCHEMA_VERSION,
+            )
+
+    def _maintain(self, store, stats: RefreshStats, full: bool) -> None:
+        """Compaction folds small commits together (a watcher's many small batches pay for it
+        only every so often) and large tables get their nearest-neighbour indexes."""
+        self._writes += stats.files_indexed + stats.files_removed + stats.chunks_embedded
+        if self._writes >= 64 or full:
+            store.optimize()  # also folds new rows into the vector indexes
+            self._writes = 0
+        made = store.ensure_indexes()
+        if made:
+            stats.notes.append(
+                f"{store.count_chunks():,} chunks: built a nearest-neighbour index on "
+                f"{' and '.join(made)} (IVF-PQ) for fast vector search"
+            )
 
     def _plan(self, store, paths, contents, stats, force: bool = False):
         """Which files to (re)chunk and which rows to remove."""
@@ -509,6 +543,8 @@ class Index:
         from .parse import detect_language
 
         todo, removed = self._plan(store, paths, contents, stats, force)
+        from .store import chunk_row
+
         if removed:
             store.delete_files(removed)
             stats.files_removed += len(removed)
@@ -561,23 +597,14 @@ class Index:
                     # move re-uses the vector (its header names the old path until the text changes).
                     ckey = _digest(key[0], key[1], c.kind, c.text)
                     rows.append(
-                        {
-                            "id": _digest(c.path, c.start_line, c.end_line, c.kind, c.symbol, ckey),
-                            "path": c.path,
-                            "language": c.language,
-                            "kind": c.kind,
-                            "symbol": c.symbol,
-                            "name": rank.symbol_name(c.symbol),
-                            "start_line": c.start_line,
-                            "end_line": c.end_line,
-                            "text": c.text,
-                            "embed_text": c.embed_text,
-                            "search_text": rank.search_text(c.text, c.path, c.symbol),
-                            "embed_key": ckey,
-                            "embedded": False,
-                            "priority": _KIND_PRIORITY.get(c.kind, 1.0) + size_factor,
-                            "vector": None,
-                        }
+                        chunk_row(
+                            c,
+                            id=_digest(c.path, c.start_line, c.end_line, c.kind, c.symbol, ckey),
+                            name=rank.symbol_name(c.symbol),
+                            search_text=rank.search_text(c.text, c.path, c.symbol),
+                            embed_key=ckey,
+                            priority=_KIND_PRIORITY.get(c.kind, 1.0) + size_factor,
+                        )
                     )
                 stats.files_indexed += 1
                 n_chunks += len(chunks)
@@ -767,9 +794,10 @@ class Index:
         meta = store.meta()
         if not meta:
             raise CoderagError(f"the index at {self.data_dir} is empty; run `coderag index`")
-        if meta.get("schema_version") != SCHEMA_VERSION:
-            self._check_meta(meta, None)
-        where = self._where(store, lang, kind, path)
+        self._check_meta(meta, None)
+        from .store import where_clause
+
+        where = where_clause(lang, kind, path)
         counts = store.counts()
         self.last_dense_coverage = (
             1.0 - counts["pending"] / counts["chunks"] if counts["chunks"] else 1.0
@@ -895,19 +923,6 @@ class Index:
         # what follows keeps its fused order, scored below every reranked hit
         out += [(row, floor * 0.5 ** (j + 1)) for j, (row, _) in enumerate(fused[n:])]
         return out
-
-    def _where(self, store, lang, kind, path) -> str | None:
-        from .store import sql_str
-
-        parts = []
-        if lang:
-            parts.append(f"language = {sql_str(lang)}")
-        if kind:
-            parts.append(f"kind = {sql_str(kind)}")
-        if path:
-            likes = [f"path LIKE {sql_str(p)} ESCAPE '\\'" for p in like_patterns(path)]
-            parts.append(f"({' OR '.join(likes)})")  # the glob, or a folder named by it
-        return " AND ".join(parts) or None
 
     def _export_query_encoder(self, emb) -> None:
         """Keep a torch-free copy of the query path under .coderag/ (BERT-family models), so a

@@ -132,7 +132,28 @@ def query_symbols(query: str) -> tuple[set[str], float]:
     return set(_EMBEDDED_SYMBOL.findall(q)), 0.5
 
 
-# ------------------------------------------------------------------ path priors
+# ------------------------------------------------------------------ named constants
+#: path priors (multiplicative): tests and fixtures, examples/compat/benchmarks, package
+#: barrels (``__init__.py``), TypeScript declaration files
+TEST_PATH_PRIOR = 0.35
+AUX_PATH_PRIOR = 0.35
+BARREL_PRIOR = 0.5
+DECLARATION_PRIOR = 0.7
+#: a definition credited with its doc chunk's score keeps the larger score plus this share
+#: of the smaller
+DOC_CREDIT_SHARE = 0.25
+#: a definition named by the query: exact spelling, or only case-insensitively; times this
+#: when the file or folder is named like the symbol too
+EXACT_NAME = 1.0
+CASELESS_NAME = 0.6
+NAMED_FILE_BONUS = 1.5
+#: share of the query's words a path must contain before it earns a path boost
+PATH_MATCH_MIN_SHARE = 0.1
+#: chunks shorter than this are not collapsed as copies of each other (``pass``, ``}``)
+COPY_MIN_CHARS = 80
+#: file ranking: the best chunk's score plus this share of the file's other chunks
+FILE_EXTRA_SHARE = 0.25
+
 _TEST_PATH = re.compile(
     r"(?:^|/)(?:tests?|__tests__|spec|specs|testing|testdata|fixtures?)(?:/|$)"
     r"|(?:^|/)(?:test_[^/]*|[^/]*_test|[^/]*_spec|[^/]*\.(?:test|spec))\.\w+$"
@@ -141,26 +162,27 @@ _TEST_PATH = re.compile(
 _AUX_PATH = re.compile(
     r"(?:^|/)(?:compat|_compat|legacy|examples?|_examples?|docs?_src|benchmarks?)(?:/|$)"
 )
-_BARREL_FILES = frozenset({"__init__.py", "package-info.java", "mod.rs", "index.d.ts"})
+_BARREL_FILES = frozenset({"__init__.py", "package-info.java"})
 
 
+# ------------------------------------------------------------------ path priors
 def path_prior(path: str) -> float:
     """Multiplicative prior: tests, examples, compat shims and re-export files are rarely
     where the code that does X lives, though they mention X often."""
     w = 1.0
     if _TEST_PATH.search(path):
-        w *= 0.35
+        w *= TEST_PATH_PRIOR
     if _AUX_PATH.search(path):
-        w *= 0.35
+        w *= AUX_PATH_PRIOR
     name = path.rsplit("/", 1)[-1]
-    if name in ("__init__.py", "package-info.java"):
-        w *= 0.5
+    if name in _BARREL_FILES:
+        w *= BARREL_PRIOR
     elif name.endswith(".d.ts"):
-        w *= 0.7
+        w *= DECLARATION_PRIOR
     return w
 
 
-def _path_words(path: str) -> set[str]:
+def path_words(path: str) -> set[str]:
     """Words of a file's stem and its folder: ``src/http/RequestParser.java`` → request, parser, http."""
     parts = path.split("/")
     stem = parts[-1].split(".")[0]
@@ -208,6 +230,11 @@ class Candidates(NamedTuple):
     owners: Sequence[dict] = ()
 
 
+#: chunk id → score, and chunk id → row: what every step below reads and changes
+Scores = dict[str, float]
+Rows = dict[str, dict]
+
+
 def rank(
     lexical: Sequence[dict],
     dense: Sequence[dict],
@@ -224,78 +251,108 @@ def rank(
     chunks among the candidates (a docstring hit is shown as its function).
     """
     names, strength = query_symbols(query)
-    dense_w = w.dense * (w.symbol_query_dense if strength == 1.0 else 1.0)
-    if code:
-        dense_w *= w.code_query_dense
-    score: dict[str, float] = defaultdict(float)
-    rows: dict[str, dict] = {}
-    for lst, weight in ((lexical, w.lexical), (dense, dense_w)):
-        if w.fusion == "relative" and lst:
-            raw = [float(r.get("_score") or 0.0) for r in lst]
-            lo, hi = min(raw), max(raw)
-            for row, x in zip(lst, raw, strict=True):
-                norm = (x - lo) / (hi - lo) if hi > lo else 1.0
-                score[row["id"]] += weight * norm / (w.rrf_k + 1)  # same scale as rank 1 of RRF
-                rows.setdefault(row["id"], row)
-            continue
-        for rank_, row in enumerate(lst):
-            score[row["id"]] += weight / (w.rrf_k + rank_ + 1)
-            rows.setdefault(row["id"], row)
-    for row in definitions:
-        rows.setdefault(row["id"], row)
-        score.setdefault(row["id"], 0.0)
-    for row in owners:
+    score, rows = fuse(
+        [(lexical, w.lexical), (dense, dense_weight(w, strength, code))], w.fusion, w.rrf_k
+    )
+    for row in (*definitions, *owners):  # candidates only by name or ownership: no score yet
         rows.setdefault(row["id"], row)
         score.setdefault(row["id"], 0.0)
     if not score:
         return []
-    # a docstring or doc comment speaks for its definition: credit the definition's chunk
-    # (which includes the doc) and show that, not the bare comment
+    if owners:
+        credit_doc_owners(score, rows)
+    top = max(score.values()) or 1.0 / w.rrf_k
+    if names:
+        boost_definitions(score, rows, names, top * w.definition * strength)
+    if strength < 1.0:
+        boost_path_matches(score, rows, query, top * w.path_match, w.plural_paths)
+    boost_file_coherence(score, rows, top * w.file_coherence)
+    drop_copies(score, rows)
+    return saturate(apply_priors(score, rows) if w.priors else score, rows, w.saturation)
+
+
+def dense_weight(w: Weights, strength: float, code: bool) -> float:
+    """The dense list's weight: lower for a bare identifier and for a code snippet."""
+    weight = w.dense * (w.symbol_query_dense if strength == 1.0 else 1.0)
+    return weight * (w.code_query_dense if code else 1.0)
+
+
+def fuse(
+    lists: Iterable[tuple[Sequence[dict], float]], fusion: str, rrf_k: int
+) -> tuple[Scores, Rows]:
+    """Weighted fusion of ranked lists: min-max normalised scores on the scale of RRF's rank 1
+    (``fusion="relative"``), or reciprocal ranks (``"rrf"``)."""
+    score: Scores = defaultdict(float)
+    rows: Rows = {}
+    for lst, weight in lists:
+        if fusion == "relative" and lst:
+            raw = [float(r.get("_score") or 0.0) for r in lst]
+            lo, hi = min(raw), max(raw)
+            for row, x in zip(lst, raw, strict=True):
+                norm = (x - lo) / (hi - lo) if hi > lo else 1.0
+                score[row["id"]] += weight * norm / (rrf_k + 1)
+                rows.setdefault(row["id"], row)
+            continue
+        for i, row in enumerate(lst):
+            score[row["id"]] += weight / (rrf_k + i + 1)
+            rows.setdefault(row["id"], row)
+    return score, rows
+
+
+def credit_doc_owners(score: Scores, rows: Rows) -> None:
+    """A docstring or doc comment speaks for its definition: credit the definition's chunk
+    (which includes the doc) and show that, not the bare comment."""
     owner: dict[tuple[str, str], str] = {}
     for i, row in rows.items():
         if row["kind"] in _DEFINITION_KINDS and row.get("symbol"):
             owner.setdefault((row["path"], row["symbol"]), i)
     for i, row in list(rows.items()):
-        if row["kind"] == "doc" and row.get("symbol") and owners:
-            j = owner.get((row["path"], row["symbol"]))
-            if j is not None and i in score:
-                score[j] = max(score[j], score[i]) + 0.25 * min(score[j], score[i])
-                del score[i]
-    top = max(score.values()) or 1.0 / w.rrf_k
+        if row["kind"] != "doc" or not row.get("symbol") or i not in score:
+            continue
+        j = owner.get((row["path"], row["symbol"]))
+        if j is not None:
+            score[j] = max(score[j], score[i]) + DOC_CREDIT_SHARE * min(score[j], score[i])
+            del score[i]
 
-    # 1. definitions of the symbols the query names
-    if names:
-        lower = {n.lower() for n in names}
-        for i, row in rows.items():
-            if row["kind"] not in _DEFINITION_KINDS:
-                continue
-            nm = symbol_name(row.get("symbol"))
-            if nm in names or nm.lower() in lower:
-                exact = 1.0 if nm in names else 0.6
-                stem_bonus = 1.5 if lower & _path_words(row["path"]) else 1.0
-                score[i] += top * w.definition * strength * exact * stem_bonus
 
-    # 2. the query names the file or its folder (natural-language queries)
-    if strength < 1.0:
-        words = {
-            x.lower() for x in _WORD.findall(query) if len(x) > 2 and x.lower() not in _QUERY_STOP
-        }
-        if words:
-            cache: dict[str, float] = {}
-            for i, row in rows.items():
-                p = row["path"]
-                if p not in cache:
-                    pw = _path_words(p)
-                    if w.plural_paths:
-                        pw |= {y[:-1] for y in pw if len(y) > 3 and y.endswith("s")}
-                    hits = sum(
-                        1 for x in words if x in pw or any(_prefix_overlap(x, y) for y in pw)
-                    )
-                    cache[p] = hits / len(words)
-                if cache[p] >= 0.1:
-                    score[i] += top * w.path_match * cache[p]
+def boost_definitions(score: Scores, rows: Rows, names: set[str], boost: float) -> None:
+    """Definitions of the symbols the query names (``boost`` = best score × weight × how
+    surely the query names symbols)."""
+    lower = {n.lower() for n in names}
+    for i, row in rows.items():
+        if row["kind"] not in _DEFINITION_KINDS:
+            continue
+        nm = symbol_name(row.get("symbol"))
+        if nm in names or nm.lower() in lower:
+            exact = EXACT_NAME if nm in names else CASELESS_NAME
+            named_file = NAMED_FILE_BONUS if lower & path_words(row["path"]) else 1.0
+            score[i] += boost * exact * named_file
 
-    # 3. files with many good chunks: lift their best chunk
+
+def boost_path_matches(
+    score: Scores, rows: Rows, query: str, boost: float, plural_paths: bool = True
+) -> None:
+    """A natural-language query naming the file or its folder lifts that file's chunks by
+    ``boost`` × the share of the query's words found in the path."""
+    words = {x.lower() for x in _WORD.findall(query) if len(x) > 2 and x.lower() not in _QUERY_STOP}
+    if not words:
+        return
+    share: dict[str, float] = {}
+    for i, row in rows.items():
+        p = row["path"]
+        if p not in share:
+            pw = path_words(p)
+            if plural_paths:
+                pw |= {y[:-1] for y in pw if len(y) > 3 and y.endswith("s")}
+            hits = sum(1 for x in words if x in pw or any(_prefix_overlap(x, y) for y in pw))
+            share[p] = hits / len(words)
+        if share[p] >= PATH_MATCH_MIN_SHARE:
+            score[i] += boost * share[p]
+
+
+def boost_file_coherence(score: Scores, rows: Rows, boost: float) -> None:
+    """Files with many good chunks: lift their best chunk by ``boost`` × the file's share of
+    the largest file's candidate mass."""
     per_file: dict[str, float] = defaultdict(float)
     best: dict[str, str] = {}
     for i, s in score.items():
@@ -305,16 +362,18 @@ def rank(
             best[p] = i
     mass = max(per_file.values()) or 1.0
     for p, i in best.items():
-        score[i] += top * w.file_coherence * per_file[p] / mass
+        score[i] += boost * per_file[p] / mass
 
-    # 4. one copy of identical code: a chunk that also exists in other files (a vendored or
-    # generated copy) is listed once, at its least nested path
+
+def drop_copies(score: Scores, rows: Rows) -> None:
+    """One copy of identical code: a chunk that also exists in other files (a vendored or
+    generated copy) is listed once, at its least nested path, with the best copy's score."""
     by_text: dict[str, str] = {}
     for i in sorted(
         score, key=lambda i: (rows[i]["path"].count("/"), len(rows[i]["path"]), rows[i]["path"])
     ):
         t = rows[i].get("text")
-        if t is None or len(t) < 80:
+        if t is None or len(t) < COPY_MIN_CHARS:
             continue
         if t in by_text and rows[by_text[t]]["path"] != rows[i]["path"]:
             score[by_text[t]] = max(score[by_text[t]], score[i])
@@ -322,20 +381,21 @@ def rank(
         else:
             by_text.setdefault(t, i)
 
-    # 5. priors, then 6. diminishing returns for more hits from the same file
-    ranked = sorted(
-        (
-            (rows[i], s * (path_prior(rows[i]["path"]) if w.priors else 1.0))
-            for i, s in score.items()
-        ),
-        key=lambda t: -t[1],
-    )
+
+def apply_priors(score: Scores, rows: Rows) -> Scores:
+    """Each score times its path's prior (:func:`path_prior`)."""
+    return {i: s * path_prior(rows[i]["path"]) for i, s in score.items()}
+
+
+def saturate(score: Scores, rows: Rows, saturation: float) -> list[tuple[dict, float]]:
+    """Diminishing returns: the n-th hit of a file (best first) is scored × ``saturation``ⁿ;
+    the result, best first."""
+    ranked = sorted(((rows[i], s) for i, s in score.items()), key=lambda t: -t[1])
     seen: dict[str, int] = defaultdict(int)
     out = []
     for row, s in ranked:
-        n = seen[row["path"]]
+        out.append((row, s * saturation ** seen[row["path"]]))
         seen[row["path"]] += 1
-        out.append((row, s * (w.saturation**n)))
     out.sort(key=lambda t: -t[1])
     return out
 
@@ -374,6 +434,6 @@ def by_file(fused: Iterable[tuple[dict, float]], limit: int) -> list[tuple[dict,
             best[p] = (row, s)
         else:
             extra[p] += s
-    ranked = [(row, s + 0.25 * extra[p]) for p, (row, s) in best.items()]
+    ranked = [(row, s + FILE_EXTRA_SHARE * extra[p]) for p, (row, s) in best.items()]
     ranked.sort(key=lambda t: -t[1])
     return ranked[:limit]

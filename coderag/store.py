@@ -35,6 +35,7 @@ import numpy as np
 from . import datadir
 from .config import DATA_DIR
 from .errors import CoderagError, DiskFull, IndexCorrupt, IndexMissing
+from .globs import like_patterns
 from .static import DIM as STATIC_DIM
 
 SCHEMA_VERSION = 2
@@ -43,31 +44,53 @@ DB_DIR = "db"
 CORE_TABLES = frozenset({"chunks", "files", "meta"})
 REBUILD_HINT = "run `coderag index --rebuild`"
 
-CHUNK_COLUMNS = (
-    "id",
-    "path",
-    "language",
-    "kind",
-    "symbol",
-    "name",
-    "start_line",
-    "end_line",
-    "text",
-    "embed_text",
-    "search_text",
-    "embed_key",
-    "embedded",
-    "priority",
-    "vector",
-)
+#: every table's columns, said once: name → Arrow type ("vector"/"svector" are fixed-size
+#: float32 lists of the model's / the static tier's dimension)
+TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "chunks": (
+        ("id", "string"),
+        ("path", "string"),
+        ("language", "string"),
+        ("kind", "string"),
+        ("symbol", "string"),
+        ("name", "string"),
+        ("start_line", "int32"),
+        ("end_line", "int32"),
+        ("text", "string"),
+        ("embed_text", "string"),
+        ("search_text", "string"),
+        ("embed_key", "string"),
+        ("embedded", "bool"),
+        ("priority", "float32"),
+        ("vector", "vector"),
+        ("svector", "svector"),
+        ("sembedded", "bool"),
+    ),
+    "files": (
+        ("path", "string"),
+        ("hash", "string"),
+        ("size", "int64"),
+        ("mtime_ns", "int64"),
+        ("chunks", "int32"),
+        ("language", "string"),
+    ),
+    "embeddings": (("key", "string"), ("vector", "vector")),
+    "meta": (("key", "string"), ("value", "string")),
+}
+#: the static tier's columns (added to older indexes by the first refresh that needs them)
+STATIC_COLUMNS = ("svector", "sembedded")
+#: the chunk columns a writer supplies (the static ones start empty and are filled later)
+CHUNK_COLUMNS = tuple(n for n, _ in TABLES["chunks"] if n not in STATIC_COLUMNS)
+#: what every index must have (an index from before the static tier lacks its columns)
+EXPECTED_COLUMNS = {
+    name: {n for n, _ in cols} - set(STATIC_COLUMNS) for name, cols in TABLES.items()
+}
 #: above this many chunks the vector columns get IVF-PQ indexes: an exhaustive search of 219k
 #: static vectors took ~150 ms on 2 cores, the index 20-35 ms with the same top 10 (nprobes
 #: 50, exact re-ranking of 10x the candidates)
 ANN_MIN_ROWS = 50_000
 ANN_NPROBES = 50
 ANN_REFINE = 10
-#: the static tier's columns (added to older indexes by the first refresh that needs them)
-STATIC_COLUMNS = ("svector", "sembedded")
 RESULT_COLUMNS = [
     "id",
     "path",
@@ -152,6 +175,60 @@ def sql_str(value: str) -> str:
     if len(value) > 4096:
         raise CoderagError("filter value too long (over 4096 characters)")
     return "'" + value.replace("'", "''") + "'"
+
+
+def where_clause(
+    language: str | None = None, kind: str | None = None, path: str | None = None
+) -> str | None:
+    """The SQL filter of a search: a language, a chunk kind, a ``--path`` glob (as LIKE
+    patterns: the glob, or a folder named by it); None when there is nothing to filter."""
+    parts = []
+    if language:
+        parts.append(f"language = {sql_str(language)}")
+    if kind:
+        parts.append(f"kind = {sql_str(kind)}")
+    if path:
+        likes = [f"path LIKE {sql_str(p)} ESCAPE '\\'" for p in like_patterns(path)]
+        parts.append(f"({' OR '.join(likes)})")
+    return " AND ".join(parts) or None
+
+
+def chunk_row(
+    chunk, *, id: str, name: str, search_text: str, embed_key: str, priority: float
+) -> dict:
+    """A new ``chunks`` row for a :class:`~coderag.chunk.Chunk` (no vector yet)."""
+    return {
+        "id": id,
+        "path": chunk.path,
+        "language": chunk.language,
+        "kind": chunk.kind,
+        "symbol": chunk.symbol,
+        "name": name,
+        "start_line": chunk.start_line,
+        "end_line": chunk.end_line,
+        "text": chunk.text,
+        "embed_text": chunk.embed_text,
+        "search_text": search_text,
+        "embed_key": embed_key,
+        "embedded": False,
+        "priority": priority,
+        "vector": None,
+    }
+
+
+def _arrow_schema(table: str, dim: int, static_dim: int):
+    import pyarrow as pa
+
+    types_ = {
+        "string": pa.string(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "bool": pa.bool_(),
+        "float32": pa.float32(),
+        "vector": pa.list_(pa.float32(), dim),
+        "svector": pa.list_(pa.float32(), static_dim),
+    }
+    return pa.schema([(name, types_[kind]) for name, kind in TABLES[table]])
 
 
 def data_dir(root: Path) -> Path:
@@ -262,50 +339,12 @@ class Store:
         self._names = set(self._table_names())
 
     def create_tables(self, dim: int, static_dim: int = STATIC_DIM) -> None:
-        import pyarrow as pa
-
-        schemas = {
-            "chunks": pa.schema(
-                [
-                    ("id", pa.string()),
-                    ("path", pa.string()),
-                    ("language", pa.string()),
-                    ("kind", pa.string()),
-                    ("symbol", pa.string()),
-                    ("name", pa.string()),
-                    ("start_line", pa.int32()),
-                    ("end_line", pa.int32()),
-                    ("text", pa.string()),
-                    ("embed_text", pa.string()),
-                    ("search_text", pa.string()),
-                    ("embed_key", pa.string()),
-                    ("embedded", pa.bool_()),
-                    ("priority", pa.float32()),
-                    ("vector", pa.list_(pa.float32(), dim)),
-                    ("svector", pa.list_(pa.float32(), static_dim)),
-                    ("sembedded", pa.bool_()),
-                ]
-            ),
-            "files": pa.schema(
-                [
-                    ("path", pa.string()),
-                    ("hash", pa.string()),
-                    ("size", pa.int64()),
-                    ("mtime_ns", pa.int64()),
-                    ("chunks", pa.int32()),
-                    ("language", pa.string()),
-                ]
-            ),
-            "embeddings": pa.schema(
-                [("key", pa.string()), ("vector", pa.list_(pa.float32(), dim))]
-            ),
-            "meta": pa.schema([("key", pa.string()), ("value", pa.string())]),
-        }
-        for name, schema in schemas.items():
+        for name in TABLES:
             if name not in self._names:
+                schema = _arrow_schema(name, dim, static_dim)
                 self.db.create_table(name, schema=schema, exist_ok=True)
         self._names = set(self._table_names())
-        self._create_fts()
+        self.build_fts()
 
     # ------------------------------------------------------------------ meta
     def meta(self) -> dict:
@@ -412,9 +451,8 @@ class Store:
         if self.static_dim() is not None:
             return
         t = self._table("chunks")
-        t.add_columns(
-            pa.schema([pa.field("svector", pa.list_(pa.float32(), dim)), ("sembedded", pa.bool_())])
-        )
+        schema = _arrow_schema("chunks", 1, dim)
+        t.add_columns(pa.schema([schema.field(n) for n in STATIC_COLUMNS]))
         self._tables.pop("chunks", None)
 
     def iter_static_pending(self, size: int, everything: bool = False):
@@ -571,7 +609,9 @@ class Store:
         self._table("embeddings").merge_insert("key").when_not_matched_insert_all().execute(src)
 
     # ---------------------------------------------------------------- search
-    def _create_fts(self) -> None:
+    def build_fts(self) -> None:
+        """(Re)build the full-text index over ``search_text`` in one bulk pass (a first
+        build, or a repair when :meth:`fts_ok` says it does not answer)."""
         from lancedb.index import FTS
 
         t = self._table("chunks")
@@ -703,14 +743,6 @@ class Store:
 
     def all_chunk_rows(self, columns: list[str]) -> list[dict]:
         return self._table("chunks").search().select(columns).limit(None).to_arrow().to_pylist()
-
-
-EXPECTED_COLUMNS = {
-    "chunks": set(CHUNK_COLUMNS),
-    "files": {"path", "hash", "size", "mtime_ns", "chunks", "language"},
-    "embeddings": {"key", "vector"},
-    "meta": {"key", "value"},
-}
 
 
 def _short(e: BaseException) -> str:

@@ -23,7 +23,7 @@ import pytest
 from coderag import Index
 from coderag.errors import CoderagError
 from coderag.files import decode, read_bytes, walk
-from coderag.index import SCHEMA_VERSION
+from coderag.store import SCHEMA_VERSION
 
 from .conftest import FIXTURES, rows_of, run_cli
 from .reliability_corpus import (
