@@ -227,7 +227,7 @@ class Index:
     @property
     def embedder(self):
         if self._embedder is None:
-            from . import embed
+            from . import models as embed
 
             store_meta = {}
             try:
@@ -475,7 +475,7 @@ class Index:
         if self.config.model not in ("auto", meta.get("model")):
             return None
         if self._query_encoder is None:
-            from . import embed
+            from . import models as embed
 
             qdir = self.data_dir / QUERY_ENCODER_DIR
             self._query_encoder = embed.load_query_encoder(qdir) if qdir.is_dir() else None
@@ -491,7 +491,7 @@ class Index:
             return self._query_encoder
         tdir = self.data_dir / TOKEN_COUNTER_DIR
         if tdir.is_dir():
-            from . import embed
+            from . import models as embed
 
             enc = embed.load_token_counter(tdir)  # any model, tokenizer only
             if fits(enc):
@@ -608,11 +608,11 @@ class Index:
         """The static tier's token table (cached per machine), distilled on first need when
         ``distil`` (that imports torch, ~20-40 s once); None when off or not to be had."""
         if self._static is None and self._static_mode() != "off":
-            from . import static
+            from .models import static
 
             self._static = static.load_cached(STATIC_SOURCE)
             if self._static is None and distil:
-                from . import embed
+                from . import models as embed
 
                 try:
                     embed.distill_static()
@@ -624,7 +624,7 @@ class Index:
     def _static_weights(self, model):
         """Token weights from this index's document frequencies (None before the first
         static pass)."""
-        from . import static
+        from .models import static
 
         df = static.DocFreq.load(self.data_dir / static.DF_FILE, model.vocab)
         return None if df is None else df.weights()
@@ -633,7 +633,7 @@ class Index:
         """Phase 1b: a static vector for every chunk that lacks one (thousands a second).
         The first pass over an index counts its document frequencies (the token weights);
         later refreshes keep them, so vectors stay comparable."""
-        from . import static
+        from .models import static
 
         model = self._static_model(distil)
         if model is None or not store.count_chunks():
@@ -863,7 +863,7 @@ class Index:
     def reranker(self):
         """The second-stage model, loaded on first use (one per process, shared)."""
         if self._reranker is None:
-            from . import embed
+            from . import models as embed
 
             self._reranker = embed.load_reranker(
                 self.config.rerank_model,
@@ -914,7 +914,7 @@ class Index:
         one-shot `coderag search` answers without importing torch. Best effort."""
         import shutil
 
-        from . import embed
+        from . import models as embed
 
         self._export_token_counter(emb)
         qdir = self.data_dir / QUERY_ENCODER_DIR
@@ -937,7 +937,7 @@ class Index:
         hook sizes chunks without loading the model. Best effort, never half written."""
         import shutil
 
-        from . import embed
+        from . import models as embed
 
         tdir = self.data_dir / TOKEN_COUNTER_DIR
         cur = embed.load_token_counter(tdir) if tdir.is_dir() else None
@@ -959,7 +959,7 @@ class Index:
     def _query_vector(self, query: str, kind: str, meta: dict):
         wanted = self.config.model in ("auto", meta.get("model"))
         if self._embedder is None and self._query_encoder is None and wanted:
-            from . import embed
+            from . import models as embed
 
             qdir = self.data_dir / QUERY_ENCODER_DIR
             enc = embed.load_query_encoder(qdir) if qdir.is_dir() else None

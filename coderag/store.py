@@ -35,7 +35,7 @@ import numpy as np
 from . import datadir
 from .config import DATA_DIR
 from .errors import CoderagError, DiskFull, IndexCorrupt, IndexMissing
-from .static import DIM as STATIC_DIM
+from .models.static import DIM as STATIC_DIM
 
 SCHEMA_VERSION = 2
 DB_DIR = "db"
