@@ -1,4 +1,4 @@
-"""CPU benchmark of coderag.embed with the bundled all-MiniLM-L6-v2.
+"""CPU benchmark of coderag.models (the Embedder) with the bundled all-MiniLM-L6-v2.
 
 Input: real code, the .py files of an installed package (default: sentence_transformers itself),
 cut at line boundaries into pieces of about 200 tokens (by the model's own tokenizer).
@@ -63,26 +63,27 @@ def code_pieces(package: str, count, target: int = 200, limit: int = 800) -> lis
 def run(limit: int, budgets: list[int], package: str, repeats: int) -> dict:
     import torch
 
-    from coderag import embed as E
+    from coderag import models
+    from coderag.models.embedder import plan_batches
 
     t0 = time.perf_counter()
     import sentence_transformers  # noqa: F401  (import time measured separately from load)
 
     t_import = time.perf_counter() - t0
     t0 = time.perf_counter()
-    base = E.load_embedder("bundled", device="cpu")
+    base = models.load_embedder("bundled", device="cpu")
     t_load = time.perf_counter() - t0
     texts = code_pieces(package, base.count, limit=limit)
     n_tokens_content = sum(base.count(t) for t in texts)
     rows = []
     for budget in budgets:
-        emb = E.load_embedder("bundled", device="cpu", token_budget=budget)
+        emb = models.load_embedder("bundled", device="cpu", token_budget=budget)
         emb.embed_documents(texts[:64])  # warm-up
         # the very same batches for the raw forward, built (untimed) the way the pipeline does
         ids = emb.tokenize(texts)
-        batches = E.plan_batches([len(x) for x in ids], emb.token_budget)
+        batches = plan_batches([len(x) for x in ids], emb.token_budget)
         feats = [emb.collate([ids[i] for i in b]) for b in batches]
-        auto_model = emb._st[0].auto_model
+        auto_model = emb.st_model[0].auto_model
         # interleave pipeline and raw runs (the machine may be shared), keep the best of each
         best_pipe = best_raw = float("inf")
         for _ in range(repeats):
@@ -116,7 +117,7 @@ def run(limit: int, budgets: list[int], package: str, repeats: int) -> dict:
             }
         )
     # reference: plain sentence-transformers encode, fixed batch of 32
-    st = base._st
+    st = base.st_model
     st.encode(texts[:64], batch_size=32)
     t0 = time.perf_counter()
     st.encode(texts, batch_size=32, normalize_embeddings=True)

@@ -7,7 +7,7 @@ One run scores, on the tune and the heldout half of ``bench/funcq/queries.jsonl`
   bundled all-MiniLM-L6-v2);
 * ``win-minilm``: 40-line windows of every kept file (stride 20, i.e. 50 % overlap; the
   file's path is the first line of what is embedded), embedded with the same MiniLM through
-  ``coderag.embed.load_embedder``, ranked by cosine;
+  ``coderag.models.load_embedder``, ranked by cosine;
 * ``win-bm25``: plain-Python BM25 (k1 1.2, b 0.75) over the same windows, with identifiers
   kept whole and split into their camelCase/snake_case parts, lowercased.
 
@@ -378,7 +378,7 @@ def main() -> int:
     import numpy as np
 
     from coderag import Index
-    from coderag.embed import load_embedder
+    from coderag.models import load_embedder
 
     t_start = time.perf_counter()
     root = index_root(args.rebuild)

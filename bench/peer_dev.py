@@ -71,7 +71,7 @@ def main() -> int:
         if not work.exists():
             shutil.copytree(bench_dir, work, symlinks=True)
         if emb is None and not (args.index and args.lexical_only):
-            from coderag.embed import load_embedder
+            from coderag.models import load_embedder
 
             emb = load_embedder("auto")
         overrides = dict(kv.split("=", 1) for kv in args.set)

@@ -83,8 +83,8 @@ def main() -> int:
     import run_peer
 
     from coderag import Index, rank
-    from coderag.embed import load_embedder
     from coderag.evaluate import score_query
+    from coderag.models import load_embedder
 
     emb = load_embedder("auto")
     manifest = json.loads((Path(args.cache) / "manifest.json").read_text())["repos"]

@@ -68,7 +68,7 @@ def index(path: Path, *extra: str, static: str) -> dict:
 
 
 def model_rate(root: Path, n: int = 512) -> float:
-    from coderag.embed import load_embedder
+    from coderag.models import load_embedder
     from coderag.store import Store
 
     texts = [r["embed_text"] for r in Store(root).all_chunk_rows(["embed_text"])[:n]]
@@ -106,13 +106,13 @@ def quality() -> dict:
 
 
 def main() -> None:
-    from coderag import embed, static
+    from coderag.models import BUNDLED_MODEL_ID, distill_static, static
 
     results: dict = {"machine": f"{cpu_name()}, {os.cpu_count()} cores"}
-    folder = static.cache_folder(embed.BUNDLED_MODEL_ID)
+    folder = static.cache_folder(BUNDLED_MODEL_ID)
     shutil.rmtree(folder, ignore_errors=True)
     t0 = time.perf_counter()
-    embed.distill_static()
+    distill_static()
     results["distill_s"] = round(time.perf_counter() - t0, 1)
     say(f"distilled the token table in {results['distill_s']} s (once per machine)")
 

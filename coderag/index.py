@@ -58,7 +58,7 @@ from .vocabulary import Hit, check
 Progress = Callable[..., None]
 log = logging.getLogger("coderag.index")
 
-STATIC_SOURCE = "sentence-transformers/all-MiniLM-L6-v2"  # embed.BUNDLED_MODEL_ID
+STATIC_SOURCE = "sentence-transformers/all-MiniLM-L6-v2"  # models.BUNDLED_MODEL_ID
 STATIC_BATCH = 4096
 #: the dense weight when static vectors answer (shipped set, hybrid NDCG@10: 0.76 at 0.1-0.5,
 #: 0.73 at 0.75, 0.66 at the model's 1.5; lexical alone 0.756)
@@ -174,7 +174,7 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class _Models:
+class _LazyModels:
     """What one refresh may need from a model, each loaded on first need (a no-op refresh
     loads nothing): the embedder, and what sizes chunks."""
 
@@ -259,7 +259,7 @@ class Index:
     @property
     def embedder(self):
         if self._embedder is None:
-            from . import embed
+            from . import models
 
             store_meta = {}
             try:
@@ -270,7 +270,7 @@ class Index:
             dim = self.config.dim
             if spec != "auto":  # the index's own model: at the index's dimension
                 dim = dim or store_meta.get("dim")
-            self._embedder = embed.load_embedder(
+            self._embedder = models.load_embedder(
                 spec,
                 device=self.config.device,
                 dtype=self.config.dtype,
@@ -320,15 +320,15 @@ class Index:
             self._replace_if_foreign()
         with WriterLock(self.data_dir, self.config.lock_timeout):
             store, meta = self._store_for_writing(rebuild, stats)
-            models = _Models(self, meta, say)
+            lazy = _LazyModels(self, meta, say)
             if not meta or self.config.model != "auto" or self._embedder is not None:
-                models.embedder()  # a new index, or a model named explicitly: check it now
+                lazy.embedder()  # a new index, or a model named explicitly: check it now
             else:
                 self._check_meta(meta, None)
-            model_id, dim = models.identity()
+            model_id, dim = lazy.identity()
             first_build = not store.exists()
             if first_build:
-                self._create_tables(store, models.embedder())
+                self._create_tables(store, lazy.embedder())
             chunker = _chunker_fingerprint()
             # an index chunked by other code: every file is chunked again (the cache keeps
             # the vectors of texts that did not change); only a full refresh marks it done
@@ -339,15 +339,15 @@ class Index:
                     "file again (vectors of unchanged chunks are reused)"
                 )
             self._phase_store(
-                store, models.counter, (model_id, dim), paths, contents, stats, say, force=rechunk
+                store, lazy.counter, (model_id, dim), paths, contents, stats, say, force=rechunk
             )
             if first_build or not store.fts_ok():
                 store.build_fts()  # one bulk build beats folding in row by row; or a repair
             self._phase_static(store, stats, say, distil=not lexical_only)
             if not lexical_only and self._static_mode() != "only" and store.count_pending():
-                self._phase_embed(store, models.embedder(), stats, say)
-            if models.loaded is not None:
-                self._export_query_encoder(models.loaded)
+                self._phase_embed(store, lazy.embedder(), stats, say)
+            if lazy.loaded is not None:
+                self._export_query_encoder(lazy.loaded)
             stats.chunks_pending = store.count_pending()
             changed = bool(stats.files_indexed or stats.files_removed or stats.chunks_embedded)
             self._record(store, meta, model_id, dim, force=changed or first_build or rebuild)
@@ -509,10 +509,10 @@ class Index:
         if self.config.model not in ("auto", meta.get("model")):
             return None
         if self._query_encoder is None:
-            from . import embed
+            from . import models
 
             qdir = self.data_dir / QUERY_ENCODER_DIR
-            self._query_encoder = embed.load_query_encoder(qdir) if qdir.is_dir() else None
+            self._query_encoder = models.load_query_encoder(qdir) if qdir.is_dir() else None
 
         def fits(enc) -> bool:
             return (
@@ -525,9 +525,9 @@ class Index:
             return self._query_encoder
         tdir = self.data_dir / TOKEN_COUNTER_DIR
         if tdir.is_dir():
-            from . import embed
+            from . import models
 
-            enc = embed.load_token_counter(tdir)  # any model, tokenizer only
+            enc = models.load_token_counter(tdir)  # any model, tokenizer only
             if fits(enc):
                 return enc
         return None
@@ -635,14 +635,14 @@ class Index:
         """The static tier's token table (cached per machine), distilled on first need when
         ``distil`` (that imports torch, ~20-40 s once); None when off or not to be had."""
         if self._static is None and self._static_mode() != "off":
-            from . import static
+            from .models import static
 
             self._static = static.load_cached(STATIC_SOURCE)
             if self._static is None and distil:
-                from . import embed
+                from . import models
 
                 try:
-                    embed.distill_static()
+                    models.distill_static()
                 except (CoderagError, OSError) as e:
                     log.warning("coderag: no static vectors: %s", e)
                 self._static = static.load_cached(STATIC_SOURCE)
@@ -651,7 +651,7 @@ class Index:
     def _static_weights(self, model):
         """Token weights from this index's document frequencies (None before the first
         static pass)."""
-        from . import static
+        from .models import static
 
         df = static.DocFreq.load(self.data_dir / static.DF_FILE, model.vocab)
         return None if df is None else df.weights()
@@ -660,7 +660,7 @@ class Index:
         """Phase 1b: a static vector for every chunk that lacks one (thousands a second).
         The first pass over an index counts its document frequencies (the token weights);
         later refreshes keep them, so vectors stay comparable."""
-        from . import static
+        from .models import static
 
         model = self._static_model(distil)
         if model is None or not store.count_chunks():
@@ -891,9 +891,9 @@ class Index:
     def reranker(self):
         """The second-stage model, loaded on first use (one per process, shared)."""
         if self._reranker is None:
-            from . import embed
+            from . import models
 
-            self._reranker = embed.load_reranker(
+            self._reranker = models.load_reranker(
                 self.config.rerank_model,
                 device=self.config.device or getattr(self._embedder, "device", None),
                 dtype=self.config.dtype,
@@ -929,18 +929,18 @@ class Index:
         one-shot `coderag search` answers without importing torch. Best effort."""
         import shutil
 
-        from . import embed
+        from . import models
 
         self._export_token_counter(emb)
         qdir = self.data_dir / QUERY_ENCODER_DIR
-        current = embed.load_query_encoder(qdir) if qdir.is_dir() else None
+        current = models.load_query_encoder(qdir) if qdir.is_dir() else None
         if current is not None and (current.model_id, current.dim) == (emb.model_id, emb.dim):
             return
         shutil.rmtree(qdir, ignore_errors=True)
         tmp = qdir.with_name(qdir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            if embed.export_query_encoder(emb, tmp) is not None:
+            if models.export_query_encoder(emb, tmp) is not None:
                 tmp.rename(qdir)  # complete or absent, never half written
         except Exception:  # noqa: BLE001 - an optimisation: the full model still works
             pass
@@ -952,10 +952,10 @@ class Index:
         hook sizes chunks without loading the model. Best effort, never half written."""
         import shutil
 
-        from . import embed
+        from . import models
 
         tdir = self.data_dir / TOKEN_COUNTER_DIR
-        cur = embed.load_token_counter(tdir) if tdir.is_dir() else None
+        cur = models.load_token_counter(tdir) if tdir.is_dir() else None
         if cur is not None and (cur.model_id, cur.dim, cur.max_tokens) == (
             emb.model_id,
             emb.dim,
@@ -965,7 +965,7 @@ class Index:
         tmp = tdir.with_name(tdir.name + ".tmp")
         try:
             shutil.rmtree(tmp, ignore_errors=True)
-            embed.export_token_counter(emb, tmp)
+            models.export_token_counter(emb, tmp)
             shutil.rmtree(tdir, ignore_errors=True)
             tmp.rename(tdir)
         except Exception:  # noqa: BLE001 - an optimisation: the full model still works
@@ -974,10 +974,10 @@ class Index:
     def _query_vector(self, query: str, kind: str, meta: dict):
         wanted = self.config.model in ("auto", meta.get("model"))
         if self._embedder is None and self._query_encoder is None and wanted:
-            from . import embed
+            from . import models
 
             qdir = self.data_dir / QUERY_ENCODER_DIR
-            enc = embed.load_query_encoder(qdir) if qdir.is_dir() else None
+            enc = models.load_query_encoder(qdir) if qdir.is_dir() else None
             if enc is not None and (enc.model_id, enc.dim) == (meta.get("model"), meta.get("dim")):
                 self._query_encoder = enc
         if self._query_encoder is not None:

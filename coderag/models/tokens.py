@@ -1,0 +1,73 @@
+"""The model's tokenizer alone (``tokenizers``, no torch): counts tokens exactly as the
+:class:`~coderag.models.embedder.Embedder` does.
+
+An index keeps a copy under ``.coderag/`` (:func:`export_token_counter`), so a refresh that
+must not wait for the model (a git hook's) still sizes chunks into the rows the model's own
+tokenizer gives. Only ``tokenizers`` is imported, and only inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TOKEN_COUNTER_FORMAT = 1
+_TC_CONFIG = "token_counter.json"
+
+
+def counting_tokenizer(tok: Any) -> Any:
+    """A private copy of a transformers tokenizer's Rust tokenizer, without truncation or
+    padding: what counting and the exported tokenizers use."""
+    from tokenizers import Tokenizer
+
+    copy = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    copy.no_truncation()
+    copy.no_padding()
+    return copy
+
+
+class TokenCounterCopy:
+    """The model's tokenizer alone (``tokenizers``, no torch): sizes chunks exactly as the
+    :class:`~coderag.models.embedder.Embedder` does, for a refresh that must not wait for the
+    model (a git hook)."""
+
+    def __init__(self, folder: Path, meta: dict) -> None:
+        from tokenizers import Tokenizer
+
+        self.model_id: str = meta["model"]
+        self.dim: int = int(meta["dim"])
+        self.max_tokens: int = int(meta["max_tokens"])
+        self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tok.no_truncation()
+        self._tok.no_padding()
+
+    def count(self, text: str) -> int:
+        return len(self._tok.encode(text, add_special_tokens=False).ids)
+
+
+def export_token_counter(embedder: Any, folder: Path) -> Path:
+    """Write ``embedder``'s counting tokenizer and token budget into ``folder`` (any model)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    counting_tokenizer(embedder.tokenizer).save(str(folder / "tokenizer.json"))
+    meta = {
+        "format": TOKEN_COUNTER_FORMAT,
+        "model": embedder.model_id,
+        "dim": embedder.dim,
+        "max_tokens": embedder.max_tokens,
+    }
+    (folder / _TC_CONFIG).write_text(json.dumps(meta, indent=1))
+    return folder
+
+
+def load_token_counter(folder: Path) -> TokenCounterCopy | None:
+    """The counter exported to ``folder``, or None when there is none (or it is unusable)."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / _TC_CONFIG).read_text())
+        return (
+            TokenCounterCopy(folder, meta) if meta.get("format") == TOKEN_COUNTER_FORMAT else None
+        )
+    except Exception:  # noqa: BLE001 - missing, half written, foreign: the model will do
+        return None
