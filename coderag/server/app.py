@@ -34,7 +34,7 @@ from .background import one_line, wait_until_applied
 from .guards import DRAIN_MAX, MAX_BODY, guarded_protocol, middleware
 from .openapi import ALWAYS, ENDPOINTS, NEVER, REFRESH_FIELDS, openapi_schema, routes_needing
 from .runtime import proof, valid_nonce
-from .service import MAX_WAIT, REFRESH_TIMEOUT, HTTPError, Service, count
+from .service import MAX_WAIT, REFRESH_TIMEOUT, HTTPError, Service, count_paths
 
 log = logging.getLogger("coderag.server")
 
@@ -72,7 +72,7 @@ class Handlers:
     async def refresh(self, request):
         body = await read_json(request)
         served, paths, wait, timeout = refresh_params(self.service, body)
-        out = {"repo": str(served.root), "paths": count(paths), "waited": wait}
+        out = {"repo": str(served.root), "paths": count_paths(paths), "waited": wait}
         watcher = served.watcher
         if watcher is not None:  # queued to the watcher, the one writer of this index
             watcher.submit(paths)

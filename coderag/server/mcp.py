@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import CoderagError
 from ..vocabulary import Hit, options, validate
 from .args import limit_model_threads, model_overrides
+from .background import BackgroundWatcher, one_line, stderr_logger, wait_until_applied
 
 log = logging.getLogger("coderag.mcp")
 
@@ -67,7 +68,6 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from ..index import Index
-    from .background import BackgroundWatcher, stderr_logger
 
     limit_model_threads(args.threads)  # before torch is imported
     logging.basicConfig(
@@ -112,8 +112,6 @@ def watcher_state(background) -> dict | None:
 def reindex_now(index, background, paths: list[str] | None, timeout: float) -> dict:
     """Bring the index up to date (through the watcher when it runs) and wait for it, vectors
     included; ``TimeoutError`` when the watcher takes longer than ``timeout``."""
-    from .background import wait_until_applied
-
     w = background.watcher if background is not None else None
     if w is None:
         return index.refresh(paths).summary()
@@ -211,12 +209,6 @@ def build_server(index, background=None):
     return server
 
 
-def _tool_error(ToolError, e: Exception):
-    """The SDK's tool error for ``e``: its first line."""
-    text = str(e)
-    return ToolError(text.splitlines()[0] if text else type(e).__name__)
-
-
 def search_code_tool(index, ToolError):
     """The tool ``search_code``, with its signature (and so its schemas) from the vocabulary."""
 
@@ -232,7 +224,7 @@ def search_code_tool(index, ToolError):
             request = validate(arguments)
             hits = index.search(**request.as_search_kwargs())
         except CoderagError as e:
-            raise _tool_error(ToolError, e) from None
+            raise ToolError(one_line(e)) from None
         return [h.to_dict() for h in hits]
 
     _sign(search_code, _search_signature())
@@ -267,7 +259,7 @@ def reindex_tool(index, background, ToolError):
         try:
             done = reindex_now(index, background, absolute, REINDEX_TIMEOUT)
         except CoderagError as e:
-            raise _tool_error(ToolError, e) from None
+            raise ToolError(one_line(e)) from None
         except TimeoutError:
             raise ToolError(f"the index did not catch up within {REINDEX_TIMEOUT:g}s") from None
         return {"root": str(index.root), "done": True, **done}

@@ -104,7 +104,7 @@ class Served:
                 stats = self.index.refresh(paths)
                 read_fresh(self.index)
             summary = stats.summary()
-            self.last_refresh = {"at": _now_iso(), "paths": count(paths), **summary}
+            self.last_refresh = {"at": _now_iso(), "paths": count_paths(paths), **summary}
             self.last_error = None
             return summary
         except CoderagError as e:
@@ -143,7 +143,7 @@ class Served:
         return out
 
 
-def count(paths) -> int | str:
+def count_paths(paths) -> int | str:
     """How many paths a refresh names: a number, or "all"."""
     return "all" if paths is None else len(paths)
 
