@@ -109,7 +109,7 @@ def main() -> None:
         res["warm, lexical"] = [
             one(root, q + "s", "--mode", "lexical", env=env) for q in IDENTIFIERS[:n]
         ]
-        status = server._request(found, "/status", None, timeout=30)
+        status = server.request(found, "/status", None, timeout=30)
     finally:
         if found is not None:
             os.kill(found.pid, 15)

@@ -26,8 +26,8 @@ EPILOG = """examples:
 # sub-commands implemented in face modules: name -> module exposing add_arguments/run
 FACES = {
     "watch": "coderag.watch",
-    "serve": "coderag.server",
-    "mcp": "coderag.mcp",
+    "serve": "coderag.server.args",
+    "mcp": "coderag.server.mcp",
     "hook": "coderag.hook",
     "eval": "coderag.evaluate",
 }

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from .conftest import FIXTURES, run_cli
-from .test_server import Server
+from .server.serving import Server
 
 pytestmark = pytest.mark.slow  # real server processes, slow-client timeouts
 
@@ -294,7 +294,7 @@ def _seconds_until_closed(sock: socket.socket, trickle: bytes, limit: float) -> 
 
 
 def test_slow_clients_are_disconnected(guarded, http):
-    from coderag.server import BODY_TIMEOUT, HEAD_TIMEOUT
+    from coderag.server.guards import BODY_TIMEOUT, HEAD_TIMEOUT
 
     port = _port(guarded)
     head = b"POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"

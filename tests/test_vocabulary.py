@@ -82,7 +82,7 @@ def test_index_search_takes_exactly_the_vocabulary():
 
 
 def test_openapi_lists_exactly_the_vocabulary():
-    from coderag.server import openapi_schema
+    from coderag.server.openapi import openapi_schema
 
     doc = openapi_schema()
     request = doc["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]
@@ -98,7 +98,7 @@ def test_mcp_tool_lists_exactly_the_vocabulary():
     pytest.importorskip("mcp")
     import anyio
 
-    from coderag.mcp import build_server
+    from coderag.server.mcp import build_server
 
     tools = {t.name: t for t in anyio.run(build_server(None).list_tools)}
     schema = tools["search_code"].input_schema

@@ -52,13 +52,13 @@ def test_first_search_starts_a_server_the_next_one_uses_it(smallrepo: Path, make
         assert found.repo == str(smallrepo.resolve())
         # one server per repository: while it lives, no second one is started
         assert server.start_background(smallrepo) is None
-        before = server._request(found, "/status", None, timeout=30)["requests"]
+        before = server.request(found, "/status", None, timeout=30)["requests"]
         second = run_cli(
             "search", "retry failed uploads", "--repo", str(smallrepo), "--json", env=AUTO
         )
         assert second.returncode == 0, second.stderr
         assert json.loads(second.stdout) == json.loads(first.stdout)  # the same answer
-        status = server._request(found, "/status", None, timeout=30)
+        status = server.request(found, "/status", None, timeout=30)
         assert status["requests"] >= before + 2  # the second search went to the server
         assert status["repos"][0]["watcher"] is None  # a read accelerator: no watcher
     finally:

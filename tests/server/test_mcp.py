@@ -10,9 +10,12 @@ import sys
 import anyio
 import pytest
 
-from .conftest import FIXTURES
+from coderag.server.background import BackgroundWatcher
+from coderag.server.mcp import reindex_now, watcher_state
 
-pytestmark = pytest.mark.slow  # an MCP server subprocess over stdio
+from ..conftest import FIXTURES
+
+slow = pytest.mark.slow  # an MCP server subprocess over stdio
 
 HIT_KEYS = {"path", "start_line", "end_line", "symbol", "kind", "language", "score", "text"}
 
@@ -27,6 +30,7 @@ def indexed_repo(tmp_path, embedder):
     return root
 
 
+@slow
 def test_mcp_tools_over_stdio(indexed_repo):
     from mcp import ClientSession, StdioServerParameters, stdio_client
 
@@ -104,3 +108,51 @@ def test_mcp_tools_over_stdio(indexed_repo):
     assert out["outside"].is_error and "outside" in out["outside"].content[0].text
     after = out["after"].structured_content["result"]
     assert after[0]["symbol"].endswith("remaining_bucket_quota")
+
+
+class _Index:
+    """Stands in for an Index: its root, and what a refresh without a watcher does."""
+
+    def __init__(self, root):
+        self.root = root
+        self.refreshed = []
+
+    def refresh(self, paths):
+        self.refreshed.append(paths)
+        return type("Stats", (), {"summary": lambda self: {"files": len(paths or [])}})()
+
+
+def test_watcher_state_says_why_it_does_not_run(tmp_path):
+    assert watcher_state(None) is None  # --no-watch
+    keeper = BackgroundWatcher(_Index(tmp_path), log=print)
+    assert watcher_state(keeper) is None  # not started
+    keeper.error = "another coderag watch is watching this repository"
+    assert watcher_state(keeper) == {"watching": False, "error": keeper.error}
+
+
+def test_reindex_without_a_watcher_refreshes_directly(tmp_path):
+    index = _Index(tmp_path)
+    assert reindex_now(index, None, ["a.py"], timeout=1) == {"files": 1}
+    keeper = BackgroundWatcher(index, log=print)  # not running: the same
+    assert reindex_now(index, keeper, None, timeout=1) == {"files": 0}
+    assert index.refreshed == [["a.py"], None]
+
+
+def test_reindex_refuses_paths_outside_the_repository(tmp_path):
+    pytest.importorskip("mcp")
+    from coderag.server.mcp import build_server
+
+    index = _Index(tmp_path.resolve())
+    server = build_server(index)
+
+    async def call(paths):
+        try:
+            return await server.call_tool("reindex", {"paths": paths})
+        except Exception as e:  # the SDK raises the tool's error
+            return e
+
+    outside = anyio.run(call, ["../../etc/passwd"])
+    assert isinstance(outside, Exception) and "outside" in str(outside)
+    assert index.refreshed == []
+    anyio.run(call, ["src/a.py"])
+    assert index.refreshed == [[str(tmp_path.resolve() / "src" / "a.py")]]

@@ -18,10 +18,12 @@ import logging
 import os
 import sys
 from contextlib import contextmanager
+from typing import Any
 
-from .display import escape
-from .errors import CoderagError, UsageError
-from .vocabulary import Hit, options, validate
+from ..errors import CoderagError
+from ..vocabulary import Hit, options, validate
+from .args import limit_model_threads, model_overrides
+from .background import BackgroundWatcher, one_line, stderr_logger, wait_until_applied
 
 log = logging.getLogger("coderag.mcp")
 
@@ -65,101 +67,60 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .index import Index
+    from ..index import Index
 
-    if args.threads < 1:
-        raise UsageError("--threads must be at least 1")
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before torch is imported
-        os.environ.setdefault(var, str(args.threads))
+    limit_model_threads(args.threads)  # before torch is imported
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="coderag mcp: %(message)s",
         stream=sys.stderr,
     )
-    overrides = {k: getattr(args, k, None) for k in ("model", "device", "dtype")}
+    say = stderr_logger()
     with stdout_to_stderr():
-        index = Index(args.path, **{k: v for k, v in overrides.items() if v})
+        index = Index(args.path, **model_overrides(args))
         _ = index.embedder  # load the model now, not on the first call
-        keeper = Keeper(index)
+        background = BackgroundWatcher(
+            index,
+            log=say,
+            verbose=args.verbose,
+            on_failure=lambda error: say(f"coderag mcp: not watching {index.root}: {error}"),
+        )
         if not args.no_watch:
-            keeper.start(verbose=args.verbose)
-        server = build_server(index, keeper)
+            background.start()
+        server = build_server(index, background)
     print(f"coderag mcp: serving {index.root} over stdio", file=sys.stderr, flush=True)
     try:
         server.run("stdio")
     except KeyboardInterrupt:
         pass
     finally:
-        keeper.stop()
+        background.stop()
     return 0
 
 
-def _say(line: str) -> None:
-    print(escape(line), file=sys.stderr, flush=True)  # lines name repository files
+def watcher_state(background) -> dict | None:
+    """What ``index_status`` says of the watcher: its state; why it does not run; or None
+    (not asked for)."""
+    if background is None:
+        return None
+    state = background.state()
+    if state is None and background.error is not None:
+        return {"watching": False, "error": background.error}
+    return state
 
 
-class Keeper:
-    """Keeps the index fresh: a watcher started in a thread of its own (its start-up
-    reconcile, the first index of a new repository, must not hold up the handshake). When
-    it cannot run (another ``coderag watch`` has the repository), ``watcher`` is None and
-    ``reindex`` refreshes the index directly."""
-
-    def __init__(self, index):
-        self.index = index
-        self.watcher = None
-        self.error: str | None = None
-        self._thread = None
-
-    def start(self, verbose: bool = False) -> None:
-        import threading
-
-        try:
-            from .watch import Watcher
-        except ImportError as e:  # pragma: no cover - watch.py ships with coderag
-            self.error = f"cannot watch files ({e})"
-            return
-        self.watcher = Watcher(self.index, verbose=verbose, log=_say)
-        self._thread = threading.Thread(target=self._start, name="coderag-watch", daemon=True)
-        self._thread.start()
-
-    def _start(self) -> None:
-        w = self.watcher
-        try:
-            w.start()
-        except Exception as e:  # noqa: BLE001 - LockHeld above all
-            self.watcher = None
-            self.error = str(e).splitlines()[0] if str(e) else type(e).__name__
-            _say(f"coderag mcp: not watching {self.index.root}: {self.error}")
-            try:
-                self.index._open_store(fresh=True)  # see the other watcher's commits
-            except Exception:  # noqa: BLE001, S110 - no index yet: opened on first use
-                pass
-
-    def state(self) -> dict | None:
-        w = self.watcher
-        if w is None:
-            return None if self.error is None else {"watching": False, "error": self.error}
-        return dict(w.state)
-
-    def refresh(self, paths: list[str] | None, timeout: float) -> dict:
-        """Bring the index up to date (through the watcher when it runs) and wait for it."""
-        w = self.watcher
-        if w is not None:
-            w.submit(paths)
-            w.flush(timeout=timeout)  # TimeoutError when it takes longer
-            # the watcher stores batches for full text first; the caller asked for all of it
-            embedded = self.index.embed_pending(0)
-            return {"watcher": dict(w.state), "chunks_embedded_now": embedded}
-        return self.index.refresh(paths).summary()
-
-    def stop(self) -> None:
-        w, self.watcher = self.watcher, None
-        if w is None:
-            return
-        if self._thread is not None and self._thread.is_alive():
-            w._cancel = True  # roll back the start-up reconcile, as `coderag watch` does
-            self._thread.join(10)
-        w.stop()
+def reindex_now(index, background, paths: list[str] | None, timeout: float) -> dict:
+    """Bring the index up to date (through the watcher when it runs) and wait for it, vectors
+    included; ``TimeoutError`` when the watcher takes longer than ``timeout``."""
+    w = background.watcher if background is not None else None
+    if w is None:
+        return index.refresh(paths).summary()
+    w.submit(paths)
+    if not wait_until_applied(w, timeout):
+        raise TimeoutError(f"the index did not catch up within {timeout:g}s")
+    # the watcher stores batches for full text first; the caller asked for all of it
+    embedded = index.embed_pending(0)
+    return {"watcher": dict(w.state), "chunks_embedded_now": embedded}
 
 
 def _annotated(opt, *, literal: bool = True):
@@ -234,16 +195,22 @@ def _sdk():
     return MCPServer, ToolError
 
 
-def build_server(index, keeper=None):
-    """The MCP server for one :class:`~coderag.index.Index` (and its watcher, if any)."""
-    from typing import Any
-
+def build_server(index, background=None):
+    """The MCP server for one :class:`~coderag.index.Index` (and its
+    :class:`~coderag.server.background.BackgroundWatcher`, if any): the three tools."""
     MCPServer, ToolError = _sdk()
     server = MCPServer("coderag", instructions=INSTRUCTIONS, log_level="WARNING")
+    for tool in (
+        search_code_tool(index, ToolError),
+        index_status_tool(index, background),
+        reindex_tool(index, background, ToolError),
+    ):
+        server.tool()(tool)
+    return server
 
-    def fail(e: Exception):
-        text = str(e)
-        return ToolError(text.splitlines()[0] if text else type(e).__name__)
+
+def search_code_tool(index, ToolError):
+    """The tool ``search_code``, with its signature (and so its schemas) from the vocabulary."""
 
     def search_code(**arguments):
         """Search the repository's code and docs; best hits first.
@@ -257,13 +224,16 @@ def build_server(index, keeper=None):
             request = validate(arguments)
             hits = index.search(**request.as_search_kwargs())
         except CoderagError as e:
-            raise fail(e) from None
+            raise ToolError(one_line(e)) from None
         return [h.to_dict() for h in hits]
 
     _sign(search_code, _search_signature())
-    server.tool()(search_code)
+    return search_code
 
-    @server.tool()
+
+def index_status_tool(index, background):
+    """The tool ``index_status``."""
+
     def index_status() -> dict[str, Any]:
         """What the index holds (files, chunks, model, last update, share of chunks with
         vectors) and what the file watcher is doing (queue length, batches applied)."""
@@ -272,31 +242,37 @@ def build_server(index, keeper=None):
             out["indexed"] = True
         except CoderagError as e:
             out = {"root": str(index.root), "indexed": False, "error": str(e)}
-        out["watcher"] = keeper.state() if keeper is not None else None
+        out["watcher"] = watcher_state(background)
         return out
 
-    @server.tool()
+    return index_status
+
+
+def reindex_tool(index, background, ToolError):
+    """The tool ``reindex``."""
+
     def reindex(paths: list[str] | None = None) -> dict[str, Any]:
         """Bring the index up to date and wait until it is: only `paths` (files, relative to
         the repository root), or everything when left out. Not needed after ordinary edits:
         a watcher follows them."""
-        absolute = None
-        if paths is not None:
-            absolute = []
-            for p in paths:
-                resolved = (index.root / p).resolve()
-                if resolved != index.root and index.root not in resolved.parents:
-                    raise ToolError(f"path {p!r} is outside the repository")
-                absolute.append(str(resolved))
+        absolute = None if paths is None else _inside(index.root, paths, ToolError)
         try:
-            if keeper is not None:
-                done = keeper.refresh(absolute, timeout=REINDEX_TIMEOUT)
-            else:
-                done = index.refresh(absolute).summary()
+            done = reindex_now(index, background, absolute, REINDEX_TIMEOUT)
         except CoderagError as e:
-            raise fail(e) from None
+            raise ToolError(one_line(e)) from None
         except TimeoutError:
             raise ToolError(f"the index did not catch up within {REINDEX_TIMEOUT:g}s") from None
         return {"root": str(index.root), "done": True, **done}
 
-    return server
+    return reindex
+
+
+def _inside(root, paths: list[str], ToolError) -> list[str]:
+    """``paths`` (relative to ``root``) as absolute paths; a tool error for one outside it."""
+    out = []
+    for p in paths:
+        resolved = (root / p).resolve()
+        if resolved != root and root not in resolved.parents:
+            raise ToolError(f"path {p!r} is outside the repository")
+        out.append(str(resolved))
+    return out
