@@ -243,6 +243,15 @@ class Index:
             self._store = Store(self.root, create=create, fresh_reads=fresh)
         return self._store
 
+    def read_fresh(self) -> None:
+        """From now on every search sees the commits other processes make (a long-lived
+        reader, e.g. a server whose watcher is another process). No index yet: the first
+        search opens it."""
+        try:
+            self._open_store(fresh=True)
+        except CoderagError:
+            pass
+
     def _writer_store(self, create: bool = True):
         """A writer's own handle on the database. Searches running meanwhile (other threads:
         a server, a watcher) keep theirs, so none of them reads a half-written refresh."""

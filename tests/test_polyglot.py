@@ -40,5 +40,7 @@ def test_question_finds_the_function(polyglot, question, lang, path, symbol):
 
 
 def test_every_language_is_indexed(polyglot):
-    langs = {r["language"] for r in polyglot._open_store().all_chunk_rows(["language"])}
+    from coderag.store import Store
+
+    langs = {r["language"] for r in Store(polyglot.root).all_chunk_rows(["language"])}
     assert {"go", "rust", "typescript", "python", "java", "csharp", "markdown", "rst"} <= langs

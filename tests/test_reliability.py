@@ -705,7 +705,7 @@ def test_a_commit_between_the_two_retrievers_never_mixes_versions(smallrepo, emb
 
     reader = Index(smallrepo, embedder=_Interleaving(embedder, commit_other_version))
     if fresh:
-        reader._open_store(fresh=True)
+        reader.read_fresh()
     for _ in range(2):
         hits = reader.search("zebra stripes version", k=200, mode="hybrid")
         got_a, got_b = _version_of(hits, a_texts, b_texts)

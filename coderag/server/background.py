@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable
 
 from ..display import escape
-from ..errors import CoderagError
 
 log = logging.getLogger("coderag.server")
 
@@ -41,11 +40,8 @@ def one_line(e: BaseException) -> str:
 
 def read_fresh(index) -> None:
     """Let searches of ``index`` see commits of other processes (no writer of ours opens the
-    store anew after each batch). TODO(index.py): a public switch for long-lived readers."""
-    try:
-        index._open_store(fresh=True)
-    except CoderagError:
-        pass  # no index yet: the first search opens it
+    store anew after each batch)."""
+    index.read_fresh()
 
 
 def wait_until_applied(watcher, timeout: float) -> bool:
