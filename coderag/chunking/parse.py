@@ -1,8 +1,8 @@
-"""Tree-sitter front end: language table, grammar loading, one generic query loop.
+"""Tree-sitter front end: grammar loading, one generic query loop.
 
 This is the only module that imports ``tree_sitter``. It turns a file into a neutral
 :class:`ParsedFile` (plain dataclasses and a read-only mapping; no tree-sitter API leaks)
-that :mod:`coderag.chunk` consumes:
+that :mod:`coderag.chunking.chunk` consumes:
 
 * ``definitions``: a tree of :class:`Definition` (kind, name, qualified symbol, line spans,
   signature header, attached doc span), found by the tags-style query in
@@ -27,76 +27,12 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
+
+from . import languages
+from .languages import LanguageSpec
 
 log = logging.getLogger(__name__)
-
-# --------------------------------------------------------------------------------------
-# The language table: one row per language. Adding a language = one row here, one
-# grammars/<name>.scm file, one fixture, one grammar wheel dependency.
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LanguageSpec:
-    name: str  # language id used everywhere ("python", "tsx", "csharp", ...)
-    module: str  # grammar wheel module, e.g. "tree_sitter_python"
-    func: str = "language"  # function in that module returning the language pointer
-    extensions: tuple[str, ...] = ()  # lower-case, with the dot
-    interpreters: tuple[str, ...] = ()  # shebang interpreters (version suffix stripped)
-    filenames: tuple[str, ...] = ()  # exact file names (no extension)
-    sep: str = "."  # separator of qualified symbol parts
-    package_sep: str | None = None  # separator inside a package/namespace prefix
-    module_prefix: bool = False  # prefix symbols with the dotted file path (Python)
-    prose: bool = False  # sections instead of definitions
-    query: str | None = None  # grammars/<query>.scm when it is shared (tsx uses typescript)
-    merge_clauses: bool = False  # adjacent same-name definitions are one (Haskell, Elixir)
-
-
-LANGUAGES: tuple[LanguageSpec, ...] = (
-    LanguageSpec("python", "tree_sitter_python", extensions=(".py", ".pyi", ".pyw"),
-                 interpreters=("python", "pypy"), module_prefix=True),
-    LanguageSpec("javascript", "tree_sitter_javascript",
-                 extensions=(".js", ".jsx", ".mjs", ".cjs"), interpreters=("node", "nodejs")),
-    LanguageSpec("typescript", "tree_sitter_typescript", "language_typescript",
-                 extensions=(".ts", ".mts", ".cts"), interpreters=("ts-node", "deno", "bun")),
-    LanguageSpec("tsx", "tree_sitter_typescript", "language_tsx", extensions=(".tsx",),
-                 query="typescript"),
-    LanguageSpec("go", "tree_sitter_go", extensions=(".go",)),
-    LanguageSpec("rust", "tree_sitter_rust", extensions=(".rs",), sep="::"),
-    LanguageSpec("java", "tree_sitter_java", extensions=(".java",)),
-    LanguageSpec("c", "tree_sitter_c", extensions=(".c", ".h")),
-    LanguageSpec("cpp", "tree_sitter_cpp", sep="::",
-                 extensions=(".cc", ".cpp", ".cxx", ".c++", ".hh", ".hpp", ".hxx", ".h++",
-                             ".ipp", ".inl", ".tpp", ".cu", ".cuh")),
-    LanguageSpec("csharp", "tree_sitter_c_sharp", extensions=(".cs", ".csx")),
-    LanguageSpec("ruby", "tree_sitter_ruby", extensions=(".rb", ".rake", ".gemspec", ".ru"),
-                 interpreters=("ruby",), filenames=("Rakefile", "Gemfile", "Guardfile")),
-    LanguageSpec("php", "tree_sitter_php", "language_php", extensions=(".php", ".phtml"),
-                 interpreters=("php",), sep="::", package_sep="\\"),
-    LanguageSpec("kotlin", "tree_sitter_kotlin", extensions=(".kt", ".kts")),
-    LanguageSpec("swift", "tree_sitter_swift", extensions=(".swift",)),
-    LanguageSpec("scala", "tree_sitter_scala", extensions=(".scala", ".sc"),
-                 interpreters=("scala",)),
-    LanguageSpec("bash", "tree_sitter_bash", extensions=(".sh", ".bash", ".zsh", ".ksh"),
-                 interpreters=("sh", "bash", "zsh", "ksh", "dash", "ash"),
-                 filenames=(".bashrc", ".bash_profile", ".profile", ".zshrc")),
-    LanguageSpec("lua", "tree_sitter_lua", extensions=(".lua",), interpreters=("lua", "luajit")),
-    LanguageSpec("haskell", "tree_sitter_haskell", extensions=(".hs",),
-                 interpreters=("runhaskell", "runghc", "stack"), merge_clauses=True),
-    LanguageSpec("elixir", "tree_sitter_elixir", extensions=(".ex", ".exs"),
-                 interpreters=("elixir",), merge_clauses=True),
-    LanguageSpec("zig", "tree_sitter_zig", extensions=(".zig",)),
-    LanguageSpec("markdown", "tree_sitter_markdown", extensions=(".md", ".markdown", ".mdx"),
-                 prose=True),
-    LanguageSpec("rst", "tree_sitter_rst", extensions=(".rst", ".rest"), prose=True),
-)  # fmt: skip
-
-_BY_NAME = {s.name: s for s in LANGUAGES}
-_BY_EXT = {e: s.name for s in LANGUAGES for e in s.extensions}
-_BY_FILENAME = {f: s.name for s in LANGUAGES for f in s.filenames}
-_BY_INTERP = {i: s.name for s in LANGUAGES for i in s.interpreters}
-_VERSION_SUFFIX = re.compile(r"[\d.]+$")
 
 # Chunk kinds for each definition capture suffix (``@definition.<suffix>``).
 KIND_OF_CAPTURE = {
@@ -122,47 +58,6 @@ KIND_OF_CAPTURE = {
 MAX_PARSE_BYTES = 4 * 1024 * 1024  # bigger files are chunked by line windows
 PARSE_TIMEOUT_S = 2.0  # per file (+1 s per MB); past it the file falls back to line windows
 MAX_DEPTH = 200  # cap on nesting walked for definitions / boundaries
-
-
-def spec(language: str) -> LanguageSpec | None:
-    return _BY_NAME.get(language)
-
-
-def supported_languages() -> list[str]:
-    """Languages with an entry in the table (whether or not their grammar loads here)."""
-    return [s.name for s in LANGUAGES]
-
-
-def detect_language(path: str, head: str = "") -> str | None:
-    """Language id for ``path`` from its extension, file name or shebang; None = plain text."""
-    name = PurePosixPath(path.replace("\\", "/")).name
-    lang = _BY_FILENAME.get(name)
-    if lang:
-        return lang
-    dot = name.rfind(".")
-    if dot > 0 or (dot == 0 and name.count(".") > 1):
-        lang = _BY_EXT.get(name[dot:].lower())
-        if lang:
-            return lang
-    if head.startswith("#!"):
-        return _shebang_language(head.split("\n", 1)[0])
-    return None
-
-
-def _shebang_language(line: str) -> str | None:
-    parts = line[2:].strip().split()
-    if not parts:
-        return None
-    prog = parts[0].rsplit("/", 1)[-1]
-    if prog == "env":
-        rest = [p for p in parts[1:] if not p.startswith("-") and "=" not in p]
-        if not rest:
-            return None
-        prog = rest[0].rsplit("/", 1)[-1]
-    lang = _BY_INTERP.get(prog)
-    if lang is None:
-        lang = _BY_INTERP.get(_VERSION_SUFFIX.sub("", prog))
-    return lang
 
 
 # --------------------------------------------------------------------------------------
@@ -264,34 +159,6 @@ _loaded: dict[str, tuple[object, object] | None] = {}  # name -> (Language, Quer
 _tls = threading.local()
 
 
-def _grammar_text(name: str, _seen: tuple[str, ...] = ()) -> str:
-    """The query of grammars/<name>.scm, with the patterns of the files its first lines name
-    (``; inherits: ecmascript``, as nvim-treesitter writes it) put before its own."""
-    text = _grammar_file(name)
-    parents: list[str] = []
-    for line in text.splitlines():
-        if not line.startswith("; inherits:"):
-            break
-        parents += [p.strip() for p in line.split(":", 1)[1].split(",") if p.strip()]
-    if name in _seen:
-        raise ValueError(f"grammars/{name}.scm inherits itself")
-    inherited = "".join(_grammar_text(p, (*_seen, name)) + "\n" for p in parents)
-    return inherited + text
-
-
-def _grammar_file(name: str) -> str:
-    try:
-        from importlib.resources import files
-
-        res = files("coderag.grammars").joinpath(f"{name}.scm")
-        if res.is_file():
-            return res.read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError, TypeError):
-        pass
-    path = Path(__file__).resolve().parent.parent / "grammars" / f"{name}.scm"
-    return path.read_text(encoding="utf-8")
-
-
 def _load(name: str):
     """(Language, Query) for ``name``, or None (reported once) when it cannot be loaded."""
     try:
@@ -302,14 +169,14 @@ def _load(name: str):
         if name in _loaded:
             return _loaded[name]
         result = None
-        sp = _BY_NAME.get(name)
+        sp = languages.spec(name)
         if sp is not None:
             try:
                 import tree_sitter as ts
 
                 mod = importlib.import_module(sp.module)
                 lang = ts.Language(getattr(mod, sp.func)())
-                query = ts.Query(lang, _grammar_text(sp.query or name))
+                query = ts.Query(lang, languages.grammar_text(sp.query_name))
                 result = (lang, query)
             except Exception as exc:  # noqa: BLE001 - any failure means "no grammar"
                 msg = f"coderag: grammar for {name!r} unavailable ({type(exc).__name__}: {exc}); its files are chunked by line windows"
@@ -320,7 +187,16 @@ def _load(name: str):
 
 
 def grammar_available(language: str) -> bool:
+    """Does ``language``'s grammar load here, with its query? (a failure is reported once)"""
     return _load(language) is not None
+
+
+def forget_grammar(language: str) -> None:
+    """Drop what was loaded (or found missing) for ``language``: the next parse loads its
+    grammar again and reports a failure again, e.g. once a grammar wheel is installed."""
+    with _lock:
+        _loaded.pop(language, None)
+    getattr(_tls, "parsers", {}).pop(language, None)
 
 
 def _parser(name: str, lang):
@@ -412,7 +288,7 @@ def parse(
     except ParseTimeout:
         log.warning("coderag: parsing %s timed out; chunked by line windows", path)
         return None
-    sp = _BY_NAME[language]
+    sp = languages.spec(language)
     root = tree.root_node
     import tree_sitter as ts
 

@@ -33,7 +33,7 @@ from itertools import accumulate
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from . import parse as _parse
+from . import languages, parse
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +68,20 @@ _BLANK_DEPTH = 60  # a line after a blank line: an acceptable, not preferred, cu
 
 
 def chunk_file(path: str, text: str, language: str | None, counter: TokenCounter) -> list[Chunk]:
-    """Chunk one file. ``language`` from :func:`coderag.parse.detect_language` (None = text)."""
+    """Chunk one file. ``language`` from :func:`coderag.chunking.detect_language` (None = text)."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if not any(ln.strip() for ln in lines):
         return []
     c = _Chunker(path, language or "text", lines, counter)
-    sp = _parse.spec(language) if language else None
+    sp = languages.spec(language) if language else None
     if sp is None:
         ext = PurePosixPath(path).suffix.lower()
         c.windows("doc" if (language is None and ext in PROSE_EXTENSIONS) else "code")
         return c.result()
     try:
-        parsed = _parse.parse(path, text, language, split_lines=c.split_lines)
+        parsed = parse.parse(path, text, language, split_lines=c.split_lines)
         if parsed is not None:
             if sp.prose:
                 c.prose(parsed)
@@ -252,7 +252,7 @@ class _Chunker:
         hdr = int(len(header) * ratio) + 1
         avail = max(1, self.budget - self.base - hdr)
         bounds = self.boundaries
-        if isinstance(bounds, _parse.Boundaries):
+        if isinstance(bounds, parse.Boundaries):
             bounds = bounds.mapping()
         out = []
         s = lo
@@ -332,7 +332,7 @@ class _Chunker:
         self.windows_bounds()
         self.emit(kind, None, 1, self.n, [])
 
-    def prose(self, parsed: _parse.ParsedFile):
+    def prose(self, parsed: parse.ParsedFile):
         self.windows_bounds()
         secs = parsed.sections
         if not secs:
@@ -361,7 +361,7 @@ class _Chunker:
             if self.blank(i - 1) and not self.blank(i):
                 bounds[i] = 1
 
-    def code(self, parsed: _parse.ParsedFile):
+    def code(self, parsed: parse.ParsedFile):
         self.boundaries = parsed.boundaries
         module = parsed.module
         docs = sorted(parsed.docs)
@@ -478,7 +478,7 @@ class _Chunker:
         return sorted(out.values(), key=lambda c: (c.start_line, -c.end_line))
 
 
-def _owned(defs: list[_parse.Definition]) -> list[_parse.Definition]:
+def _owned(defs: list[parse.Definition]) -> list[parse.Definition]:
     """Definitions that own chunks at this level: namespaces are transparent."""
     out = []
     todo = list(reversed(defs))
@@ -494,15 +494,15 @@ def _owned(defs: list[_parse.Definition]) -> list[_parse.Definition]:
 
 @functools.cache
 def chunker_version() -> str:
-    """A fingerprint of everything that decides a file's chunks: this module, ``parse`` and
-    every grammar query file (see ``Index.refresh``: an index written under another one is
-    re-chunked, reusing the vectors of chunk texts seen before)."""
+    """A fingerprint of everything that decides a file's chunks: this module, ``parse``, the
+    language table and every grammar query file (see ``Index.refresh``: an index written
+    under another one is re-chunked, reusing the vectors of chunk texts seen before)."""
     h = hashlib.blake2b(digest_size=8)
-    for module in (__file__, _parse.__file__):
+    for module in (__file__, parse.__file__, languages.__file__):
         h.update(Path(module).read_bytes())
-    for name in sorted({sp.query or sp.name for sp in _parse.LANGUAGES}):
+    for name in sorted({sp.query_name for sp in languages.LANGUAGES}):
         try:
-            h.update(name.encode() + b"\0" + _parse._grammar_text(name).encode())
+            h.update(name.encode() + b"\0" + languages.grammar_text(name).encode())
         except OSError:
             h.update(name.encode() + b"\0missing")
     return h.hexdigest()
