@@ -300,32 +300,8 @@ def parse(
         return None
     matches = ts.QueryCursor(query).matches(root)
     if sp.prose:
-        return _prose(sp, data, root, matches)
-    return _code(sp, path, data, root, matches, split_lines)
-
-
-def _merge_clauses(top: list[Definition], data: bytes, spans: dict) -> None:
-    """Merge runs of same-name definitions separated only by whitespace (equations)."""
-    todo = [top]
-    while todo:
-        defs = todo.pop()
-        out: list[Definition] = []
-        for d in defs:
-            prev = out[-1] if out else None
-            if (
-                prev is not None
-                and prev.name == d.name
-                and prev.kind == d.kind
-                and d.start_line == d.node_line  # nothing attached between the clauses
-                and not data[spans[id(prev)][1] : spans[id(d)][0]].strip()
-            ):
-                prev.end_line = max(prev.end_line, d.end_line)
-                prev.children.extend(d.children)
-                spans[id(prev)] = (spans[id(prev)][0], spans[id(d)][1])
-                continue
-            out.append(d)
-        defs[:] = out
-        todo.extend(d.children for d in out if d.children)
+        return _prose(sp, _Source(data), root, matches)
+    return _code(sp, path, _Source(data), root, matches, split_lines)
 
 
 WIDE_ERROR_CHILDREN = 5000
@@ -359,273 +335,401 @@ def _end_row(node) -> int:
     return r
 
 
-def _dec(data: bytes, a: int, b: int) -> str:
-    return data[a:b].decode("utf-8", "replace")
+class _Source:
+    """The file's bytes, read through syntax nodes."""
 
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def text(self, node) -> str:
+        return self.data[node.start_byte : node.end_byte].decode("utf-8", "replace")
+
+    def line_start(self, byte: int) -> int:
+        return self.data.rfind(b"\n", 0, byte) + 1
+
+    def starts_line(self, node) -> bool:
+        """Is ``node`` the first thing on its line (only blanks before it)?"""
+        b = node.start_byte
+        s = self.line_start(b)
+        return s == b or not self.data[s:b].strip()
+
+
+def _definition_capture(caps: dict) -> tuple[object, str] | None:
+    """(node, capture suffix) of a match's ``@definition.<suffix>``; None when it has none."""
+    for cname, nodes in caps.items():
+        if cname.startswith("definition."):
+            return nodes[0], cname[11:]
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Code: the query's matches -> a tree of Definition
+#
+#   _collect            matches -> definition matches (by @name node), comment spans,
+#                       attribute blocks, the package statement
+#   _comment_blocks     comment spans -> blocks (adjacent line comments at one column)
+#   _definition_tree    definition matches in file order -> nested Definition records,
+#                       each described by _definition (name, kind, symbol, header, and
+#                       the attributes and doc comment right above it: _Attachments)
+#   _merge_clauses      Haskell/Elixir equations of one function -> one Definition
+# --------------------------------------------------------------------------------------
 
 _WS = re.compile(rb"\s+")
 _IMPL_TAIL = re.compile(r"\s*(?:\{|\bwhere\b.*|:|\bdo)\s*$")
 
 
-def _code(sp: LanguageSpec, path: str, data: bytes, root, matches, split_lines: int):
-    rfind = data.rfind
+@dataclass(slots=True)
+class _DefinitionMatch:
+    """One definition as the query matched it. Matches naming the same ``@name`` node are
+    one definition (decorators, ``export`` and ``template<>`` wrappers match again)."""
 
-    def line_start(byte: int) -> int:
-        return rfind(b"\n", 0, byte) + 1
+    node: object  # the definition node: the widest of the matches
+    capture: str  # suffix of ``@definition.<capture>``: the most specific of the matches
+    captures: dict[str, list]  # capture name -> nodes; the first match's captures win
 
-    def starts_line(node) -> bool:
-        b = node.start_byte
-        s = rfind(b"\n", 0, b) + 1
-        return s == b or not data[s:b].strip()
+    def merge(self, node, capture: str, captures: dict[str, list]) -> None:
+        if node.end_byte - node.start_byte > self.node.end_byte - self.node.start_byte:
+            self.node = node  # the widest node wins (decorators, export wrappers)
+        if capture != self.capture and self.capture in ("function", "class"):
+            self.capture = capture  # the more specific capture wins (method, impl, ...)
+        for k, v in captures.items():
+            self.captures.setdefault(k, v)
 
-    # ---- collect matches -------------------------------------------------------------
-    defs: dict[tuple[int, int], list] = {}  # name node range -> [def_node, capture, caps]
-    comments = []  # (start_row, end_row, start_col, is_doc)
-    attrs: dict[int, int] = {}  # end_row -> start_row of attribute/decorator blocks
-    package = None
-    for _pattern, caps in matches:
-        dnode = None
-        capture = None
-        for cname, nodes in caps.items():
-            if cname.startswith("definition."):
-                dnode = nodes[0]
-                capture = cname[11:]
-                break
-        if dnode is None:
-            for cname, nodes in caps.items():
-                if cname == "comment" or cname == "doc":
-                    for n in nodes:
-                        if starts_line(n):
-                            comments.append(
-                                (n.start_point[0], _end_row(n), n.start_point[1], cname == "doc")
-                            )
-                elif cname == "attribute":
-                    for n in nodes:
-                        if starts_line(n):
-                            r = _end_row(n)
-                            attrs[r] = min(attrs.get(r, r), n.start_point[0])
-                elif cname == "package" and package is None:
-                    n = nodes[0]
-                    package = _dec(data, n.start_byte, n.end_byte).strip()
-            continue
-        names = caps.get("name")
-        if not names:
-            continue
-        nn = names[0]
-        key = (nn.start_byte, nn.end_byte)
-        prev = defs.get(key)
-        if prev is None:
-            defs[key] = [dnode, capture, caps]
-        else:
-            pnode = prev[0]
-            if dnode.end_byte - dnode.start_byte > pnode.end_byte - pnode.start_byte:
-                prev[0] = dnode  # the widest node wins (decorators, export wrappers)
-            if capture != prev[1] and prev[1] in ("function", "class"):
-                prev[1] = capture  # the more specific capture wins (method, impl, ...)
-            for k, v in caps.items():
-                prev[2].setdefault(k, v)
+    def first(self, name: str):
+        """The first node of capture ``@name``, or None."""
+        nodes = self.captures.get(name)
+        return nodes[0] if nodes else None
 
-    # ---- comment blocks: merge adjacent line comments at the same column ---------------
-    comments.sort()
-    blocks = []  # [start_row, end_row, col, is_doc, attached]
-    for s, e, col, is_doc in comments:
-        if blocks:
-            b = blocks[-1]
-            if s <= b[1]:  # nested/duplicate capture
-                if e > b[1]:
-                    b[1] = e
+
+@dataclass(slots=True)
+class _CommentBlock:
+    """Comment rows (0-based, inclusive) that start their lines: a block comment, a doc
+    node, or a run of adjacent line comments at one column."""
+
+    start_row: int
+    end_row: int
+    col: int
+    is_doc: bool  # a ``@doc`` node: never merged with its neighbours
+    attached: bool = False  # a definition right below owns it (else a standalone doc)
+
+    def absorb(self, nxt: _CommentBlock) -> bool:
+        """Extend this block by ``nxt`` (the next span in line order) if they are one."""
+        if nxt.start_row <= self.end_row:  # nested or duplicate capture
+            self.end_row = max(self.end_row, nxt.end_row)
+            return True
+        if (
+            nxt.start_row == self.end_row + 1
+            and nxt.col == self.col
+            and not nxt.is_doc
+            and not self.is_doc
+        ):
+            self.end_row = nxt.end_row
+            return True
+        return False
+
+
+@dataclass(slots=True)
+class _Found:
+    """What the query found in a code file, before nesting."""
+
+    definitions: dict[tuple[int, int], _DefinitionMatch] = field(default_factory=dict)
+    # ^ keyed by the @name node's byte range
+    comments: list[_CommentBlock] = field(default_factory=list)  # one per comment node
+    attributes: dict[int, int] = field(default_factory=dict)  # end row -> start row
+    package: str | None = None  # text of the first @package
+
+
+@dataclass(slots=True)
+class _Attachments:
+    """What may sit right above a definition and belong to it: attribute / decorator blocks
+    (end row -> start row) and comment blocks (by end row)."""
+
+    attributes: dict[int, int]
+    comments: dict[int, _CommentBlock]
+
+    def above(
+        self, row: int, col: int, docstring: tuple[int, int] | None
+    ) -> tuple[int, tuple[int, int] | None]:
+        """(first row, doc lines) of a definition starting its line at ``row``, ``col``.
+
+        It extends upwards over the attribute blocks and the unattached comment blocks at
+        its column that end right above it; those comments are its doc unless it has a
+        docstring of its own. Each comment block taken is marked attached.
+        """
+        doc = docstring
+        while True:
+            start = self.attributes.get(row - 1)
+            if start is not None:
+                row = start
                 continue
-            if s == b[1] + 1 and col == b[2] and not is_doc and not b[3]:
-                b[1] = e
-                continue
-        blocks.append([s, e, col, is_doc, False])
-    block_by_end = {b[1]: b for b in blocks}
+            block = self.comments.get(row - 1)
+            if block is None or block.col != col or block.attached:
+                return row, doc
+            block.attached = True
+            if docstring is None:  # the comment blocks above, up to the last one taken
+                doc = (block.start_row + 1, doc[1] if doc is not None else block.end_row + 1)
+                if doc[0] > doc[1]:
+                    doc = (block.start_row + 1, block.end_row + 1)
+            row = block.start_row
 
-    # ---- build the definition tree -----------------------------------------------------
-    items = sorted(defs.values(), key=lambda d: (d[0].start_byte, -d[0].end_byte))
+
+def _code(sp: LanguageSpec, path: str, src: _Source, root, matches, split_lines: int):
+    found = _collect(src, matches)
+    blocks = _comment_blocks(found.comments)
     module = module_name(path) if sp.module_prefix else None
-    if package:
-        module = re.sub(r"\s+", "", package)
-    top: list[Definition] = []
-    stack: list[tuple[int, Definition]] = []  # (end_byte, def)
-    spans: dict[int, tuple[int, int]] = {}  # id(def) -> node byte range
-    for dnode, capture, caps in items:
-        kind = KIND_OF_CAPTURE.get(capture, "class")
-        sb, eb = dnode.start_byte, dnode.end_byte
-        while stack and stack[-1][0] < eb:
-            stack.pop()
-        if len(stack) >= MAX_DEPTH:
-            continue
-        parent = stack[-1][1] if stack else None
-        if parent is not None and parent.kind in ("function", "method"):
-            # inside a function: part of its chunk, not a definition of its own
-            stack.append((eb, parent))
-            continue
-        name_node = caps["name"][0]
-        raw_name = data[name_node.start_byte : name_node.end_byte]
-        if b"\n" in raw_name or b"  " in raw_name or b"\t" in raw_name:
-            raw_name = _WS.sub(b" ", raw_name)
-        name = raw_name.decode("utf-8", "replace")
-        if kind == "function":
-            if parent is not None and parent.kind == "class" and parent.capture != "module":
-                kind = "method"
-            elif sp.sep != "." and sp.sep in name:  # out-of-line C++ method: Matrix::Matrix
-                kind = "method"
-        if parent is not None:
-            prefix, sep = parent.scope, sp.sep
-        else:
-            prefix, sep = module, (sp.package_sep or sp.sep)
-        scope_name = name
-        symbol_local = name
-        if name_node.type == "member_expression":  # JS/TS `res.redirect = function () {}`
-            symbol_local = scope_name = "".join(name.split())  # named by the left-hand side
-            prop = name_node.child_by_field_name("property")
-            if prop is not None:
-                name = _dec(data, prop.start_byte, prop.end_byte)
-        recv = caps.get("receiver")
-        if recv:
-            r = _dec(data, recv[0].start_byte, recv[0].end_byte).strip()
-            base = r.lstrip("*&").split("[", 1)[0].strip()
-            if r.startswith("*"):
-                symbol_local = f"(*{base}).{name}"
-            else:
-                symbol_local = f"{base}.{name}"
-            scope_name = symbol_local
-        if prefix:
-            symbol = f"{prefix}{sep}{symbol_local}"
-            scope = f"{prefix}{sep}{scope_name}"
-        else:
-            symbol = symbol_local
-            scope = scope_name
-        start_point = dnode.start_point
-        start_row = node_row = start_point[0]
-        end_row = _end_row(dnode)
-        # header: from the line of the name (or the node start) up to the body
-        body = caps.get("body")
-        body_node = body[0] if body else None
-        if body_node is None:
-            body_node = name_node.parent.child_by_field_name("body") if name_node.parent else None
-            if body_node is None:
-                body_node = dnode.child_by_field_name("body")
-        hs = line_start(max(name_node.start_byte, sb))
-        if body_node is not None and body_node.start_byte > hs:
-            he = body_node.start_byte
-        else:
-            he = data.find(b"\n", name_node.end_byte)
-            if he < 0:
-                he = len(data)
-        header = data[hs:he].decode("utf-8", "replace").strip()
-        if len(header) > 400:
-            header = header[:400]
-        if capture == "impl":  # "impl Display for Point", "instance Show Stack", ...
-            symbol_local = _IMPL_TAIL.sub("", " ".join(header.split()))[:120] or name
-            symbol = f"{prefix}{sep}{symbol_local}" if prefix else symbol_local
-        # docstring inside the definition
-        doc = None
-        dcap = caps.get("doc")
-        if dcap:
-            dn = dcap[0]
-            doc = (dn.start_point[0] + 1, _end_row(dn) + 1)
-        # attached doc comments / attributes right above the definition
-        if starts_line(dnode):
-            col = start_point[1]
-            s = start_row
-            while True:
-                a = attrs.get(s - 1)
-                if a is not None:
-                    s = a
-                    continue
-                b = block_by_end.get(s - 1)
-                if b is not None and b[2] == col and not b[4]:
-                    b[4] = True
-                    if doc is None or dcap is None:
-                        doc = (b[0] + 1, doc[1] if doc else b[1] + 1)
-                        if doc[0] > doc[1]:
-                            doc = (b[0] + 1, b[1] + 1)
-                    s = b[0]
-                    continue
-                break
-            start_row = s
-        d = Definition(
-            kind=kind,
-            capture=capture,
-            name=name,
-            symbol=symbol,
-            scope=scope,
-            start_line=start_row + 1,
-            end_line=end_row + 1,
-            node_line=node_row + 1,
-            header=header,
-            doc=doc,
-        )
-        if parent is not None:
-            parent.children.append(d)
-        else:
-            top.append(d)
-        stack.append((eb, d))
-        spans[id(d)] = (sb, eb)
-
+    if found.package:
+        module = re.sub(r"\s+", "", found.package)
+    attachments = _Attachments(found.attributes, {b.end_row: b for b in blocks})
+    top, spans = _definition_tree(sp, src, module, found.definitions, attachments)
     if sp.merge_clauses:
-        _merge_clauses(top, data, spans)
-
-    docs = [(b[0] + 1, b[1] + 1, b[3]) for b in blocks if not b[4]]
-
+        _merge_clauses(top, src.data, spans)
     return ParsedFile(
         language=sp.name,
         module=module,
         definitions=top,
-        docs=docs,
+        docs=[(b.start_row + 1, b.end_row + 1, b.is_doc) for b in blocks if not b.attached],
         boundaries=Boundaries(root, split_lines),
         sections=[],
         has_error=root.has_error,
     )
 
 
+def _collect(src: _Source, matches) -> _Found:
+    found = _Found()
+    for _pattern, caps in matches:
+        definition = _definition_capture(caps)
+        if definition is None:
+            _collect_context(src, caps, found)
+            continue
+        names = caps.get("name")
+        if not names:
+            continue
+        key = (names[0].start_byte, names[0].end_byte)
+        node, capture = definition
+        prev = found.definitions.get(key)
+        if prev is None:
+            found.definitions[key] = _DefinitionMatch(node, capture, caps)
+        else:
+            prev.merge(node, capture, caps)
+    return found
+
+
+def _collect_context(src: _Source, caps: dict, found: _Found) -> None:
+    """The comments, docs, attributes and package statement of a match with no definition."""
+    for cname, nodes in caps.items():
+        if cname == "comment" or cname == "doc":
+            found.comments += [
+                _CommentBlock(n.start_point[0], _end_row(n), n.start_point[1], cname == "doc")
+                for n in nodes
+                if src.starts_line(n)
+            ]
+        elif cname == "attribute":
+            for n in nodes:
+                if src.starts_line(n):
+                    r = _end_row(n)
+                    found.attributes[r] = min(found.attributes.get(r, r), n.start_point[0])
+        elif cname == "package" and found.package is None:
+            found.package = src.text(nodes[0]).strip()
+
+
+def _comment_blocks(spans: list[_CommentBlock]) -> list[_CommentBlock]:
+    spans.sort(key=lambda c: (c.start_row, c.end_row, c.col, c.is_doc))
+    blocks: list[_CommentBlock] = []
+    for span in spans:
+        if not (blocks and blocks[-1].absorb(span)):
+            blocks.append(span)
+    return blocks
+
+
+def _definition_tree(
+    sp: LanguageSpec,
+    src: _Source,
+    module: str | None,
+    matched: dict[tuple[int, int], _DefinitionMatch],
+    attachments: _Attachments,
+) -> tuple[list[Definition], dict[int, tuple[int, int]]]:
+    """Top-level definitions (nested ones under ``children``) and each one's node byte
+    range by ``id()``. A definition inside a function is part of the function's chunk."""
+    top: list[Definition] = []
+    spans: dict[int, tuple[int, int]] = {}
+    stack: list[tuple[int, Definition]] = []  # open definitions: (end byte, definition)
+    for m in sorted(matched.values(), key=lambda m: (m.node.start_byte, -m.node.end_byte)):
+        end = m.node.end_byte
+        while stack and stack[-1][0] < end:
+            stack.pop()
+        if len(stack) >= MAX_DEPTH:
+            continue
+        parent = stack[-1][1] if stack else None
+        if parent is not None and parent.kind in ("function", "method"):
+            stack.append((end, parent))  # not a definition of its own
+            continue
+        d = _definition(sp, src, m, parent, module, attachments)
+        (parent.children if parent is not None else top).append(d)
+        stack.append((end, d))
+        spans[id(d)] = (m.node.start_byte, end)
+    return top, spans
+
+
+def _definition(
+    sp: LanguageSpec,
+    src: _Source,
+    m: _DefinitionMatch,
+    parent: Definition | None,
+    module: str | None,
+    attachments: _Attachments,
+) -> Definition:
+    name_node = m.first("name")
+    name = _name(src, name_node)
+    kind = _kind(sp, m.capture, name, parent)
+    if parent is not None:
+        prefix, sep = parent.scope, sp.sep
+    else:
+        prefix, sep = module, (sp.package_sep or sp.sep)
+    name, local, scope_local = _local_names(src, name_node, name, m.first("receiver"))
+    header = _header(src, m, name_node)
+    if m.capture == "impl":  # "impl Display for Point", "instance Show Stack", ...
+        local = _IMPL_TAIL.sub("", " ".join(header.split()))[:120] or name
+    node_row, col = m.node.start_point
+    start_row, doc = node_row, _docstring(m)
+    if src.starts_line(m.node):
+        start_row, doc = attachments.above(node_row, col, doc)
+    return Definition(
+        kind=kind,
+        capture=m.capture,
+        name=name,
+        symbol=_qualified(prefix, sep, local),
+        scope=_qualified(prefix, sep, scope_local),
+        start_line=start_row + 1,
+        end_line=_end_row(m.node) + 1,
+        node_line=node_row + 1,
+        header=header,
+        doc=doc,
+    )
+
+
+def _name(src: _Source, node) -> str:
+    """The text of a name node, runs of whitespace collapsed."""
+    raw = src.data[node.start_byte : node.end_byte]
+    if b"\n" in raw or b"  " in raw or b"\t" in raw:
+        raw = _WS.sub(b" ", raw)
+    return raw.decode("utf-8", "replace")
+
+
+def _kind(sp: LanguageSpec, capture: str, name: str, parent: Definition | None) -> str:
+    kind = KIND_OF_CAPTURE.get(capture, "class")
+    if kind != "function":
+        return kind
+    if parent is not None and parent.kind == "class" and parent.capture != "module":
+        return "method"
+    if sp.sep != "." and sp.sep in name:  # out-of-line C++ method: Matrix::Matrix
+        return "method"
+    return kind
+
+
+def _local_names(src: _Source, name_node, name: str, receiver) -> tuple[str, str, str]:
+    """(name, symbol part, scope part handed to children) of a definition."""
+    local = scope_local = name
+    if name_node.type == "member_expression":  # JS/TS `res.redirect = function () {}`
+        local = scope_local = "".join(name.split())  # named by the left-hand side
+        prop = name_node.child_by_field_name("property")
+        if prop is not None:
+            name = src.text(prop)
+    if receiver is not None:  # Go: `func (s *Server) Serve()` -> (*Server).Serve
+        r = src.text(receiver).strip()
+        base = r.lstrip("*&").split("[", 1)[0].strip()
+        local = scope_local = f"(*{base}).{name}" if r.startswith("*") else f"{base}.{name}"
+    return name, local, scope_local
+
+
+def _qualified(prefix: str | None, sep: str, local: str) -> str:
+    return f"{prefix}{sep}{local}" if prefix else local
+
+
+def _header(src: _Source, m: _DefinitionMatch, name_node) -> str:
+    """The signature: from the line of the name (or of the node start) up to the body."""
+    data = src.data
+    start = src.line_start(max(name_node.start_byte, m.node.start_byte))
+    body = _body(m, name_node)
+    if body is not None and body.start_byte > start:
+        end = body.start_byte
+    else:
+        end = data.find(b"\n", name_node.end_byte)
+        if end < 0:
+            end = len(data)
+    return data[start:end].decode("utf-8", "replace").strip()[:400]
+
+
+def _body(m: _DefinitionMatch, name_node):
+    body = m.first("body")
+    if body is None and name_node.parent is not None:
+        body = name_node.parent.child_by_field_name("body")
+    if body is None:
+        body = m.node.child_by_field_name("body")
+    return body
+
+
+def _docstring(m: _DefinitionMatch) -> tuple[int, int] | None:
+    """Lines of the ``@doc`` inside the definition (Python docstring, Elixir @moduledoc)."""
+    node = m.first("doc")
+    return None if node is None else (node.start_point[0] + 1, _end_row(node) + 1)
+
+
+def _merge_clauses(top: list[Definition], data: bytes, spans: dict) -> None:
+    """Merge runs of same-name definitions separated only by whitespace (equations)."""
+    todo = [top]
+    while todo:
+        defs = todo.pop()
+        out: list[Definition] = []
+        for d in defs:
+            prev = out[-1] if out else None
+            if (
+                prev is not None
+                and prev.name == d.name
+                and prev.kind == d.kind
+                and d.start_line == d.node_line  # nothing attached between the clauses
+                and not data[spans[id(prev)][1] : spans[id(d)][0]].strip()
+            ):
+                prev.end_line = max(prev.end_line, d.end_line)
+                prev.children.extend(d.children)
+                spans[id(prev)] = (spans[id(prev)][0], spans[id(d)][1])
+                continue
+            out.append(d)
+        defs[:] = out
+        todo.extend(d.children for d in out if d.children)
+
+
+# --------------------------------------------------------------------------------------
+# Prose: headings -> sections
+# --------------------------------------------------------------------------------------
+
 _ADORN = re.compile(r"^([!-/:-@\[-`{-~])\1+\s*$")
 
 
-def _prose(sp: LanguageSpec, data: bytes, root, matches) -> ParsedFile:
-    heads = []
+def _prose(sp: LanguageSpec, src: _Source, root, matches) -> ParsedFile:
+    heads = []  # (heading node, title node)
     for _pattern, caps in matches:
-        for cname, nodes in caps.items():
-            if cname.startswith("definition."):
-                n = nodes[0]
-                names = caps.get("name")
-                heads.append((n, names[0] if names else n))
-                break
+        definition = _definition_capture(caps)
+        if definition is not None:
+            names = caps.get("name")
+            heads.append((definition[0], names[0] if names else definition[0]))
     heads.sort(key=lambda h: h[0].start_byte)
     sections: list[Section] = []
     rst_levels: dict[tuple[str, bool], int] = {}
     last_end = -1
-    for n, nm in heads:
-        s_row = n.start_point[0]
-        e_row = n.end_point[0]
-        if n.end_point[1] == 0 and e_row > s_row:
-            e_row -= 1
+    for node, title_node in heads:
+        s_row = node.start_point[0]
+        e_row = _end_row(node)
         if s_row <= last_end:
             continue
         last_end = e_row
-        raw = _dec(data, n.start_byte, n.end_byte)
-        title = " ".join(_dec(data, nm.start_byte, nm.end_byte).split())
+        raw = src.text(node)
+        title = " ".join(src.text(title_node).split())
         if sp.name == "markdown":
-            stripped = raw.lstrip()
-            if stripped.startswith("#"):
-                level = len(stripped) - len(stripped.lstrip("#"))
-                title = title.strip().rstrip("#").strip() or title
-            else:
-                under = raw.rstrip().rsplit("\n", 1)[-1].strip()
-                level = 1 if under.startswith("=") else 2
-                title = " ".join(t for t in title.split("\n"))
+            level, title = _markdown_heading(raw, title)
         else:
-            lines = raw.rstrip("\n").split("\n")
-            over = bool(lines) and bool(_ADORN.match(lines[0])) and len(lines) >= 3
-            under_line = lines[-1] if lines else ""
-            ch = under_line.strip()[:1] or "="
-            key = (ch, over)
-            level = rst_levels.setdefault(key, len(rst_levels) + 1)
-            body = [ln for ln in lines if not _ADORN.match(ln)]
-            if body:
-                title = " ".join(" ".join(body).split())
+            level, title = _rst_heading(raw, title, rst_levels)
         sections.append(Section(level, title or "(untitled)", s_row + 1, e_row + 1))
     return ParsedFile(
         language=sp.name,
@@ -636,3 +740,26 @@ def _prose(sp: LanguageSpec, data: bytes, root, matches) -> ParsedFile:
         sections=sections,
         has_error=root.has_error,
     )
+
+
+def _markdown_heading(raw: str, title: str) -> tuple[int, str]:
+    """(level, title): ATX ``## Title`` or setext (a ``===`` / ``---`` underline)."""
+    stripped = raw.lstrip()
+    if stripped.startswith("#"):
+        level = len(stripped) - len(stripped.lstrip("#"))
+        return level, title.strip().rstrip("#").strip() or title
+    under = raw.rstrip().rsplit("\n", 1)[-1].strip()
+    return (1 if under.startswith("=") else 2), title
+
+
+def _rst_heading(raw: str, title: str, levels: dict[tuple[str, bool], int]) -> tuple[int, str]:
+    """(level, title) of a reStructuredText title. Levels follow the order in which each
+    adornment style (underline character, over-lined or not) first appears in the file."""
+    lines = raw.rstrip("\n").split("\n")
+    over = bool(_ADORN.match(lines[0])) and len(lines) >= 3
+    char = lines[-1].strip()[:1] or "="
+    level = levels.setdefault((char, over), len(levels) + 1)
+    body = [ln for ln in lines if not _ADORN.match(ln)]
+    if body:
+        title = " ".join(" ".join(body).split())
+    return level, title
