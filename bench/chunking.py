@@ -251,7 +251,7 @@ def worker(tool: str, budget: str, files_json: str, tokenizer_json: str, limit_s
     errors = 0
     if tool == "coderag":
         sys.path.insert(0, str(ROOT))
-        from coderag.chunk import chunk_file
+        from coderag.chunking import chunk_file
 
         def run_one(path, lang, text):
             return chunk_file(os.path.relpath(path, CORPUS_DIR), text, lang, counter)

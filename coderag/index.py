@@ -157,7 +157,7 @@ def _growing_batches(items: list, first: int, most: int):
 
 
 def _chunker_fingerprint() -> str:
-    from .chunk import chunker_version
+    from .chunking import chunker_version
 
     return f"{chunker_version()}-{rank.stored_text_version()}"
 
@@ -548,8 +548,7 @@ class Index:
 
         ``counter()`` returns what sizes the chunks (the model's tokenizer), obtained only if
         a file needs chunking; ``key`` = (model id, dim) goes into every chunk's cache key."""
-        from .chunk import chunk_file
-        from .parse import detect_language
+        from .chunking import chunk_file, detect_language
 
         todo, removed = self._plan(store, paths, contents, stats, force)
         from .store import chunk_row

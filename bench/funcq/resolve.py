@@ -5,7 +5,7 @@ and cannot drift from the code. The spans are worked out here, at run time, from
 fetched files:
 
 * a ``symbol`` is looked up among the file's definitions as tree-sitter sees them
-  (``coderag.parse.parse``: the whole definition, attached doc comments and decorators
+  (``coderag.chunking.parse.parse``: the whole definition, attached doc comments and decorators
   included, whatever the chunker later does with it). A label matches a definition when
   it is the definition's qualified symbol or a trailing part of it (``Specifier.contains``
   matches ``packaging.src.packaging.specifiers.Specifier.contains``); when several
@@ -45,7 +45,8 @@ def symbol_matches(defined: str, label: str) -> bool:
 
 @cache
 def _parsed(root: str, rel: str):
-    from coderag.parse import detect_language, parse
+    from coderag.chunking import detect_language
+    from coderag.chunking.parse import parse
 
     f = Path(root) / rel
     if not f.is_file():
@@ -131,7 +132,7 @@ def resolve_all(root: str | Path, queries: list[dict]) -> list[dict]:
 
 
 def _dump(root: Path, paths: list[str]) -> None:
-    from coderag.parse import detect_language
+    from coderag.chunking import detect_language
 
     if not paths:
         paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())

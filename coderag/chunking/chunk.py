@@ -33,7 +33,7 @@ from itertools import accumulate
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from . import parse as _parse
+from . import languages, parse
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +68,20 @@ _BLANK_DEPTH = 60  # a line after a blank line: an acceptable, not preferred, cu
 
 
 def chunk_file(path: str, text: str, language: str | None, counter: TokenCounter) -> list[Chunk]:
-    """Chunk one file. ``language`` from :func:`coderag.parse.detect_language` (None = text)."""
+    """Chunk one file. ``language`` from :func:`coderag.chunking.detect_language` (None = text)."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if not any(ln.strip() for ln in lines):
         return []
     c = _Chunker(path, language or "text", lines, counter)
-    sp = _parse.spec(language) if language else None
+    sp = languages.spec(language) if language else None
     if sp is None:
         ext = PurePosixPath(path).suffix.lower()
         c.windows("doc" if (language is None and ext in PROSE_EXTENSIONS) else "code")
         return c.result()
     try:
-        parsed = _parse.parse(path, text, language, split_lines=c.split_lines)
+        parsed = parse.parse(path, text, language, split_lines=c.split_lines)
         if parsed is not None:
             if sp.prose:
                 c.prose(parsed)
@@ -93,6 +93,60 @@ def chunk_file(path: str, text: str, language: str | None, counter: TokenCounter
         c = _Chunker(path, language, lines, counter)
     c.windows("doc" if sp.prose else "code")
     return c.result()
+
+
+@dataclass(slots=True)
+class _Record:
+    """A chunk as emitted, before :meth:`_Chunker.result` drops repeats and sorts."""
+
+    kind: str
+    symbol: str | None
+    start: int
+    end: int
+    header: str  # the context header its embed text starts with
+    text: str  # lines start..end, or a slice of line start when ``cut``
+    extra: str | None = None  # appended to the embed text: a class's member signatures
+    cut: bool = False  # a piece of a line over budget on its own
+
+
+@dataclass(slots=True)
+class _Scope:
+    """Lines lo..hi of a scope (the file, or a class body after its header chunk) and the
+    definitions that own chunks in it."""
+
+    owner: parse.Definition | None  # None = the file
+    lo: int
+    hi: int
+    members: list[parse.Definition]
+    context: list[str]  # signatures of the enclosing definitions
+
+
+class _PartSizes:
+    """Where a part of lines lo..hi should end for its embed text to fit: prefix sums of the
+    line lengths and a tokens-per-character ratio, raised by :meth:`learn` when a part
+    comes out over budget (it stays raised for the next parts of the same region)."""
+
+    __slots__ = ("lo", "pref", "ratio", "header_tokens", "avail")
+
+    def __init__(self, chunker: _Chunker, lo: int, hi: int, header: str):
+        lines = chunker.lines
+        self.lo = lo
+        self.pref = list(accumulate(len(lines[i]) + 1 for i in range(lo - 1, hi)))
+        self.ratio = chunker.ratio
+        self.header_tokens = int(len(header) * self.ratio) + 1
+        self.avail = max(1, chunker.budget - chunker.base - self.header_tokens)
+
+    def end(self, s: int) -> int:
+        """Estimated last line of a part starting at line s (< s: not even line s fits)."""
+        lo, pref = self.lo, self.pref
+        before = pref[s - lo - 1] if s > lo else 0
+        return lo + bisect_right(pref, before + self.avail * 0.92 / self.ratio, s - lo) - 1
+
+    def learn(self, tokens: int, ps: int, pe: int) -> None:
+        """Lines ps..pe came to ``tokens`` (header included, special tokens not)."""
+        lo, pref = self.lo, self.pref
+        chars = pref[pe - lo] - (pref[ps - lo - 1] if ps > lo else 0)
+        self.ratio = max(self.ratio, (tokens - self.header_tokens) / max(1, chars))
 
 
 class _Chunker:
@@ -108,8 +162,7 @@ class _Chunker:
         self._seen_chars = 0  # exact counts so far, for the tokens-per-character estimate
         self._seen_tokens = 0
         self.split_lines = max(3, self.budget // 32)
-        # [kind, symbol, start, end, header, text, extra embed lines, cut from a long line]
-        self.records: list[list] = []
+        self.records: list[_Record] = []
         self.boundaries: dict[int, int] = {}
         self.isblank = [not ln.strip() for ln in lines]
 
@@ -195,8 +248,8 @@ class _Chunker:
 
     # ---- emitting -----------------------------------------------------------------------
 
-    def add(self, kind, symbol, s, e, header, text, extra=None, cut=False):
-        self.records.append([kind, symbol, s, e, header, text, extra, cut])
+    def add(self, kind, symbol, s, e, header, text, cut=False):
+        self.records.append(_Record(kind, symbol, s, e, header, text, cut=cut))
 
     def trim(self, s: int, e: int) -> tuple[int, int]:
         blank = self.isblank
@@ -243,49 +296,44 @@ class _Chunker:
         part is verified with a real count and, when the estimate was optimistic, shrunk
         in proportion to the overshoot.
         """
-        lines = self.lines
-        blank = self.isblank
-        pref = list(accumulate(len(lines[i]) + 1 for i in range(lo - 1, hi)))
         if self._seen_chars < 400:  # no exact count yet in this file: sample the region
-            self.count("\n".join(lines[lo - 1 : hi])[:2000])
-        ratio = self.ratio
-        hdr = int(len(header) * ratio) + 1
-        avail = max(1, self.budget - self.base - hdr)
+            self.count("\n".join(self.lines[lo - 1 : hi])[:2000])
+        sizes = _PartSizes(self, lo, hi, header)
         bounds = self.boundaries
-        if isinstance(bounds, _parse.Boundaries):
+        if isinstance(bounds, parse.Boundaries):
             bounds = bounds.mapping()
         out = []
         s = lo
         while s <= hi:
-            while s <= hi and blank[s - 1]:
+            while s <= hi and self.isblank[s - 1]:
                 s += 1
             if s > hi:
                 break
-            before = pref[s - lo - 1] if s > lo else 0
-            e = lo + bisect_right(pref, before + avail * 0.92 / ratio, s - lo) - 1
-            if e < s:
-                if not self.fits(header, lines[s - 1]):
-                    out.extend(self.cut_line(s, header))
-                    s += 1
-                    continue
-                e = s
-            while True:
-                cut = hi + 1 if e >= hi else self.best_cut(s, e, bounds)
-                ps, pe = self.trim(s, cut - 1)
-                ok, t = self.measure(self.embed(header, self.span_text(ps, pe)))
-                if ok or pe <= ps:
-                    break
-                # the estimate was optimistic: learn the local ratio, shrink, choose again
-                chars = pref[pe - lo] - (pref[ps - lo - 1] if ps > lo else 0)
-                ratio = max(ratio, (t - self.base - hdr) / max(1, chars))
-                e = lo + bisect_right(pref, before + avail * 0.92 / ratio, s - lo) - 1
-                e = max(s, min(e, pe - 1))
+            e = sizes.end(s)
+            if e < s and not self.fits(header, self.lines[s - 1]):
+                out.extend(self.cut_line(s, header))  # line s alone is over budget
+                s += 1
+                continue
+            cut, ps, pe, ok = self.part(s, max(e, s), hi, header, bounds, sizes)
             if not ok and ps == pe:
                 out.extend(self.cut_line(ps, header))
             elif ps <= pe:
                 out.append((ps, pe, None))
             s = cut
         return out
+
+    def part(self, s: int, e: int, hi: int, header: str, bounds, sizes: _PartSizes):
+        """The part starting at line s, cut at the best boundary up to about e and shrunk
+        while its embed text is over budget: (next part's start, start, end, fits)."""
+        while True:
+            cut = hi + 1 if e >= hi else self.best_cut(s, e, bounds)
+            ps, pe = self.trim(s, cut - 1)
+            ok, t = self.measure(self.embed(header, self.span_text(ps, pe)))
+            if ok or pe <= ps:
+                return cut, ps, pe, ok
+            # the estimate was optimistic: learn the local ratio, shrink, choose again
+            sizes.learn(t - self.base, ps, pe)
+            e = max(s, min(sizes.end(s), pe - 1))
 
     def best_cut(self, s: int, e: int, bounds: dict[int, int]) -> int:
         """Start line of the next part, in (s, e+1]: shallowest boundary, late rather than early."""
@@ -332,7 +380,7 @@ class _Chunker:
         self.windows_bounds()
         self.emit(kind, None, 1, self.n, [])
 
-    def prose(self, parsed: _parse.ParsedFile):
+    def prose(self, parsed: parse.ParsedFile):
         self.windows_bounds()
         secs = parsed.sections
         if not secs:
@@ -361,42 +409,50 @@ class _Chunker:
             if self.blank(i - 1) and not self.blank(i):
                 bounds[i] = 1
 
-    def code(self, parsed: _parse.ParsedFile):
+    def code(self, parsed: parse.ParsedFile):
         self.boundaries = parsed.boundaries
-        module = parsed.module
         docs = sorted(parsed.docs)
-        # scope jobs: (owner, lo, hi, members, context signatures)
-        jobs = [(None, 1, self.n, _owned(parsed.definitions), [])]
-        while jobs:
-            owner, lo, hi, members, ctx = jobs.pop()
-            scope_symbol = owner.symbol if owner is not None else module
-            cursor = lo
-            for m in members:
-                ms = max(m.start_line, cursor)
-                me = min(m.end_line, hi)
-                if me < ms:
-                    continue
-                if ms > cursor:
-                    self.gap(cursor, ms - 1, scope_symbol, ctx, docs)
-                if m.doc is not None:
-                    self.emit("doc", m.symbol, m.doc[0], m.doc[1], ctx)
-                if m.kind == "class":
-                    inner = _owned(m.children)
-                    first = None
-                    for ch in inner:
-                        if ch.start_line > ms and ch.end_line <= me:
-                            first = ch.start_line
-                            break
-                    if first is None:
-                        self.emit_class(m, ms, me, ctx, [])
-                    else:
-                        self.emit_class(m, ms, first - 1, ctx, inner)
-                        jobs.append((m, first, me, inner, [*ctx, m.header]))
-                else:
-                    self.emit(m.kind, m.symbol, ms, me, ctx, [*ctx, m.header])
-                cursor = me + 1
-            if cursor <= hi:
-                self.gap(cursor, hi, scope_symbol, ctx, docs)
+        todo = [_Scope(None, 1, self.n, _owned(parsed.definitions), [])]
+        while todo:
+            todo.extend(self.scope(todo.pop(), parsed.module, docs))
+
+    def scope(self, scope: _Scope, module: str | None, docs) -> list[_Scope]:
+        """Chunk one scope: its members and the gaps between them. Returns the scopes of
+        the classes in it that have members of their own, still to chunk."""
+        symbol = scope.owner.symbol if scope.owner is not None else module
+        ctx = scope.context
+        nested = []
+        cursor = scope.lo
+        for m in scope.members:
+            ms = max(m.start_line, cursor)
+            me = min(m.end_line, scope.hi)
+            if me < ms:
+                continue
+            if ms > cursor:
+                self.gap(cursor, ms - 1, symbol, ctx, docs)
+            inner = self.member(m, ms, me, ctx)
+            if inner is not None:
+                nested.append(inner)
+            cursor = me + 1
+        if cursor <= scope.hi:
+            self.gap(cursor, scope.hi, symbol, ctx, docs)
+        return nested
+
+    def member(self, m: parse.Definition, ms: int, me: int, ctx: list[str]) -> _Scope | None:
+        """Chunk a definition on lines ms..me (its doc too); a class with members returns
+        the scope of its body, after its header chunk."""
+        if m.doc is not None:
+            self.emit("doc", m.symbol, m.doc[0], m.doc[1], ctx)
+        if m.kind != "class":
+            self.emit(m.kind, m.symbol, ms, me, ctx, [*ctx, m.header])
+            return None
+        inner = _owned(m.children)
+        first = next((c.start_line for c in inner if c.start_line > ms and c.end_line <= me), None)
+        if first is None:
+            self.emit_class(m, ms, me, ctx, [])
+            return None
+        self.emit_class(m, ms, first - 1, ctx, inner)
+        return _Scope(m, first, me, inner, [*ctx, m.header])
 
     def emit_class(self, m, s, e, ctx, inner):
         n0 = len(self.records)
@@ -404,8 +460,7 @@ class _Chunker:
         if not inner or len(self.records) - n0 != 1:
             return
         rec = self.records[n0]
-        text = rec[5]
-        used = self.measure(self.embed(rec[4], text))[1]
+        used = self.measure(self.embed(rec.header, rec.text))[1]
         sigs = []
         for ch in inner:
             sig = ch.header.split("\n", 1)[0].strip()
@@ -418,8 +473,8 @@ class _Chunker:
             sigs.append(sig)
         if sigs:
             extra = "\n".join(sigs)
-            if self.measure(self.embed(rec[4], text) + "\n" + extra)[0]:
-                rec[6] = extra
+            if self.measure(self.embed(rec.header, rec.text) + "\n" + extra)[0]:
+                rec.extra = extra
 
     def gap(self, lo, hi, symbol, ctx, docs):
         """Lines between definitions: merged ``code`` (+ ``doc`` for standalone doc blocks)."""
@@ -447,13 +502,13 @@ class _Chunker:
             _CLOSER.fullmatch(self.lines[i - 1]) for i in range(lo, hi + 1) if not self.blank(i)
         ):
             prev = self.records[-1]
-            if not prev[7] and prev[6] is None and prev[3] < lo:
-                between = range(prev[3] + 1, lo)
+            if not prev.cut and prev.extra is None and prev.end < lo:
+                between = range(prev.end + 1, lo)
                 if all(self.blank(i) for i in between):
-                    text = self.span_text(prev[2], hi)
-                    if self.fits(prev[4], text):
-                        prev[3] = hi
-                        prev[5] = text
+                    text = self.span_text(prev.start, hi)
+                    if self.fits(prev.header, text):
+                        prev.end = hi
+                        prev.text = text
                         return
         self.emit("code", symbol, lo, hi, ctx)
 
@@ -466,19 +521,19 @@ class _Chunker:
         """
         out: dict[tuple[int, int, str], Chunk] = {}
         path, lang = self.path, self.language
-        for kind, symbol, s, e, header, text, extra, _cut in self.records:
-            key = (s, e, text)
+        for r in self.records:
+            key = (r.start, r.end, r.text)
             prev = out.get(key)
-            if prev is not None and (kind == "doc" or prev.kind != "doc"):
+            if prev is not None and (r.kind == "doc" or prev.kind != "doc"):
                 continue
-            et = self.embed(header, text)
-            if extra:
-                et = f"{et}\n{extra}"
-            out[key] = Chunk(path, lang, kind, symbol, s, e, text, et)
+            et = self.embed(r.header, r.text)
+            if r.extra:
+                et = f"{et}\n{r.extra}"
+            out[key] = Chunk(path, lang, r.kind, r.symbol, r.start, r.end, r.text, et)
         return sorted(out.values(), key=lambda c: (c.start_line, -c.end_line))
 
 
-def _owned(defs: list[_parse.Definition]) -> list[_parse.Definition]:
+def _owned(defs: list[parse.Definition]) -> list[parse.Definition]:
     """Definitions that own chunks at this level: namespaces are transparent."""
     out = []
     todo = list(reversed(defs))
@@ -494,15 +549,15 @@ def _owned(defs: list[_parse.Definition]) -> list[_parse.Definition]:
 
 @functools.cache
 def chunker_version() -> str:
-    """A fingerprint of everything that decides a file's chunks: this module, ``parse`` and
-    every grammar query file (see ``Index.refresh``: an index written under another one is
-    re-chunked, reusing the vectors of chunk texts seen before)."""
+    """A fingerprint of everything that decides a file's chunks: this module, ``parse``, the
+    language table and every grammar query file (see ``Index.refresh``: an index written
+    under another one is re-chunked, reusing the vectors of chunk texts seen before)."""
     h = hashlib.blake2b(digest_size=8)
-    for module in (__file__, _parse.__file__):
+    for module in (__file__, parse.__file__, languages.__file__):
         h.update(Path(module).read_bytes())
-    for name in sorted({sp.query or sp.name for sp in _parse.LANGUAGES}):
+    for name in sorted({sp.query_name for sp in languages.LANGUAGES}):
         try:
-            h.update(name.encode() + b"\0" + _parse._grammar_text(name).encode())
+            h.update(name.encode() + b"\0" + languages.grammar_text(name).encode())
         except OSError:
             h.update(name.encode() + b"\0missing")
     return h.hexdigest()

@@ -1,4 +1,5 @@
-"""One annotated fixture per language: exact chunk kinds, symbols and line spans.
+"""languages.py: the language table, language detection, the grammar query files; and one
+annotated fixture per language: exact chunk kinds, symbols and line spans.
 
 Each entry of ``EXPECTED`` maps a fixture in ``tests/fixtures/languages/`` to the repo path
 it is chunked under and the table of (kind, symbol, start_line, end_line) it must produce
@@ -15,10 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coderag import parse
-from coderag.chunk import chunk_file
+from coderag.chunking import chunk_file, languages, parse
 
-FIXTURES = Path(__file__).parent / "fixtures" / "languages"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "languages"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -28,6 +28,92 @@ class WordCounter:
 
     def count(self, text: str) -> int:
         return len(_TOKEN.findall(text))
+
+
+CODE_LANGUAGES = [
+    "python", "javascript", "typescript", "tsx", "go", "rust", "java", "c", "cpp", "csharp",
+    "ruby", "php", "kotlin", "swift", "scala", "bash", "lua", "haskell", "elixir", "zig",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "head", "expected"),
+    [
+        ("pkg/util.py", "", "python"),
+        ("stubs/x.pyi", "", "python"),
+        ("web/App.jsx", "", "javascript"),
+        ("web/mod.mjs", "", "javascript"),
+        ("web/app.ts", "", "typescript"),
+        ("web/App.tsx", "", "tsx"),
+        ("cmd/main.go", "", "go"),
+        ("src/lib.rs", "", "rust"),
+        ("A.java", "", "java"),
+        ("x.c", "", "c"),
+        ("x.h", "", "c"),
+        ("x.cpp", "", "cpp"),
+        ("x.HPP", "", "cpp"),
+        ("Program.cs", "", "csharp"),
+        ("lib/a.rb", "", "ruby"),
+        ("Rakefile", "", "ruby"),
+        ("index.php", "", "php"),
+        ("Main.kt", "", "kotlin"),
+        ("build.gradle.kts", "", "kotlin"),
+        ("App.swift", "", "swift"),
+        ("Main.scala", "", "scala"),
+        ("run.sh", "", "bash"),
+        ("init.lua", "", "lua"),
+        ("Main.hs", "", "haskell"),
+        ("lib/app.ex", "", "elixir"),
+        ("test/app_test.exs", "", "elixir"),
+        ("build.zig", "", "zig"),
+        ("README.md", "", "markdown"),
+        ("docs/index.rst", "", "rst"),
+        ("notes.txt", "", None),
+        ("data.json", "", None),
+        ("Makefile", "", None),
+        ("bin/tool", "#!/usr/bin/env python3\nprint(1)\n", "python"),
+        ("bin/tool", "#!/usr/bin/python3.11\n", "python"),
+        ("bin/tool", "#!/bin/bash\nset -e\n", "bash"),
+        ("bin/tool", "#!/usr/bin/env -S node --no-warnings\n", "javascript"),
+        ("bin/tool", "#! /usr/bin/env ruby\n", "ruby"),
+        ("bin/tool", "#!/usr/bin/env perl\n", None),
+        ("bin/tool", "no shebang", None),
+        (".bashrc", "", "bash"),
+    ],
+)
+def test_detect_language(path, head, expected):
+    assert languages.detect_language(path, head) == expected
+
+
+def test_supported_languages_cover_the_issue():
+    langs = languages.supported_languages()
+    assert set(CODE_LANGUAGES) <= set(langs)
+    assert {"markdown", "rst"} <= set(langs)
+    assert len(langs) == len(set(langs))
+
+
+def test_extension_table_has_no_conflicts():
+    seen = {}
+    for sp in languages.LANGUAGES:
+        for ext in sp.extensions:
+            assert ext == ext.lower() and ext.startswith(".")
+            assert ext not in seen, f"{ext} in {seen.get(ext)} and {sp.name}"
+            seen[ext] = sp.name
+
+
+def test_grammar_text_of_a_source_checkout():
+    text = languages.grammar_text("python")
+    assert "@definition.function" in text
+
+
+def test_grammar_text_puts_inherited_patterns_first():
+    shared = languages.grammar_text("ecmascript")
+    for name in ("javascript", "typescript"):
+        text = languages.grammar_text(name)
+        assert text.startswith(shared + "\n"), name
+        assert len(text) > len(shared) + 1, name
+    tsx = languages.spec("tsx")
+    assert tsx is not None and tsx.query_name == "typescript"
 
 
 # fixture file -> (repo path, language, expected chunks at a 256-token budget)
@@ -367,7 +453,7 @@ def test_every_fixture_has_a_table_and_detects_its_language():
     assert files == sorted(EXPECTED)
     for name, (repo_path, language, _) in EXPECTED.items():
         head = (FIXTURES / name).read_text(encoding="utf-8")[:200]
-        assert parse.detect_language(repo_path, head) == language, name
+        assert languages.detect_language(repo_path, head) == language, name
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -416,10 +502,10 @@ def test_property_damaged_files_still_covered(name, cut, junk):
 
 def test_every_supported_language_has_a_fixture():
     covered = {language for _, language, _ in EXPECTED.values()}
-    assert set(parse.supported_languages()) <= covered
+    assert set(languages.supported_languages()) <= covered
 
 
-@pytest.mark.parametrize("language", parse.supported_languages())
+@pytest.mark.parametrize("language", languages.supported_languages())
 def test_ten_thousand_nested_brackets(language, monkeypatch):
     # some grammars' error recovery is slow on this input: the per-file time limit must
     # cut it short and the file still be covered by line windows

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -11,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coderag import parse
-from coderag.chunk import Chunk, chunk_file
+from coderag.chunking import Chunk, chunk_file, detect_language, parse
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+LANGUAGE_FIXTURES = Path(__file__).parent.parent / "fixtures" / "languages"
 
 
 class WordCounter:
@@ -196,27 +198,26 @@ def test_deeply_nested_lines_split_structurally():
 
 
 def test_parse_timeout_falls_back_to_windows(monkeypatch):
-    def timeout(*_a, **_kw):
-        raise parse.ParseTimeout("simulated")
-
-    monkeypatch.setattr(parse, "_tree", timeout)
-    src = "def f():\n    return 1\n\n\ndef g():\n    return 2\n"
+    monkeypatch.setattr(parse, "PARSE_TIMEOUT_S", -1.0)  # every parse is past its deadline
+    src = "".join(f"def f{i}():\n    return {i}\n\n\n" for i in range(100))
     chunks = chunk_file("t.py", src, "python", WordCounter())
     check_invariants(chunks, src, WordCounter())
     assert {c.kind for c in chunks} == {"code"}
 
 
 def test_missing_grammar_falls_back_to_line_windows(monkeypatch):
-    bogus = parse.LanguageSpec("bogus", "tree_sitter_does_not_exist", extensions=(".bogus",))
-    monkeypatch.setitem(parse._BY_NAME, "bogus", bogus)
-    monkeypatch.delitem(parse._loaded, "bogus", raising=False)
-    src = "fun main() {\n  print(1)\n}\n"
-    with pytest.warns(RuntimeWarning, match="bogus"):
-        chunks = chunk_file("a.bogus", src, "bogus", WordCounter())
+    monkeypatch.setitem(sys.modules, "tree_sitter_zig", None)  # the grammar wheel is missing
+    parse.forget_grammar("zig")
+    src = "fn main() void {\n  print(1);\n}\n"
+    try:
+        with pytest.warns(RuntimeWarning, match="zig"):
+            chunks = chunk_file("a.zig", src, "zig", WordCounter())
+    finally:
+        monkeypatch.undo()
+        parse.forget_grammar("zig")
     assert [(c.kind, c.language, c.start_line, c.end_line) for c in chunks] == [
-        ("code", "bogus", 1, 3)
+        ("code", "zig", 1, 3)
     ]
-    monkeypatch.delitem(parse._loaded, "bogus", raising=False)
 
 
 def test_markdown_sections_and_heading_path():
@@ -269,8 +270,7 @@ def test_real_minilm_tokenizer_limit():
     transformers = pytest.importorskip("transformers")
     tok = transformers.AutoTokenizer.from_pretrained(str(d))
     counter = MiniLMCounter(tok, 256)
-    fixtures = Path(__file__).parent / "fixtures" / "languages"
-    src = (fixtures / "shapes.py").read_text()
+    src = (LANGUAGE_FIXTURES / "shapes.py").read_text()
     big = (
         src
         + "\n\ndef huge():\n"
@@ -295,7 +295,7 @@ def test_unnormalised_crlf_and_bom_do_not_shift_lines():
 
 
 def test_chunks_are_unique_and_sorted():
-    src = (Path(__file__).parent / "fixtures" / "languages" / "shapes.py").read_text()
+    src = (LANGUAGE_FIXTURES / "shapes.py").read_text()
     chunks = chunk_file("geometry/shapes.py", src, "python", WordCounter(40))
     keys = [(c.kind, c.symbol, c.start_line, c.end_line, c.text) for c in chunks]
     assert len(keys) == len(set(keys))
@@ -303,7 +303,7 @@ def test_chunks_are_unique_and_sorted():
 
 
 def test_class_embed_text_lists_member_signatures():
-    src = (Path(__file__).parent / "fixtures" / "languages" / "shapes.py").read_text()
+    src = (LANGUAGE_FIXTURES / "shapes.py").read_text()
     chunks = chunk_file("geometry/shapes.py", src, "python", WordCounter())
     circle = next(c for c in chunks if c.kind == "class" and c.symbol == "geometry.shapes.Circle")
     assert "def diameter(self) -> float:" in circle.embed_text
@@ -312,24 +312,35 @@ def test_class_embed_text_lists_member_signatures():
 
 
 def test_large_budget_keeps_definitions_whole():
-    src = (Path(__file__).parent / "fixtures" / "languages" / "shapes.py").read_text()
+    src = (LANGUAGE_FIXTURES / "shapes.py").read_text()
     chunks = chunk_file("geometry/shapes.py", src, "python", WordCounter(100_000))
     area_of = [c for c in chunks if c.symbol == "geometry.shapes.area_of" and c.kind == "function"]
     assert [(c.start_line, c.end_line) for c in area_of] == [(62, 68)]
 
 
-def test_source_checkout_grammar_lookup():
-    text = parse._grammar_text("python")
-    assert "@definition.function" in text
+class _Broken:
+    """A definition whose every field access fails: a bug in the chunker's input."""
 
-
-def test_a_chunker_bug_falls_back_to_line_windows(monkeypatch, caplog):
-    from coderag import chunk as chunk_mod
-
-    def boom(self, parsed):
+    def __getattr__(self, name):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(chunk_mod._Chunker, "code", boom)
+
+def _parse_with_a_bug(real):
+    def parse_(*args, **kw):
+        parsed = real(*args, **kw)
+        return dataclasses.replace(parsed, definitions=[_Broken()])
+
+    return parse_
+
+
+def _parse_raising(*_args, **_kw):
+    raise RuntimeError("simulated bug")
+
+
+@pytest.mark.parametrize("where", ["chunker", "parser"])
+def test_a_chunker_bug_falls_back_to_line_windows(monkeypatch, caplog, where):
+    bug = _parse_with_a_bug(parse.parse) if where == "chunker" else _parse_raising
+    monkeypatch.setattr(parse, "parse", bug)
     src = "def f():\n    return 1\n"
     chunks = chunk_file("b.py", src, "python", WordCounter())
     assert [(c.kind, c.start_line, c.end_line) for c in chunks] == [("code", 1, 2)]
@@ -402,14 +413,14 @@ def test_property_no_duplicate_spans_with_long_docstrings(params, blank, max_tok
     assert len(keys) == len(set(keys))
 
 
-_FIXTURES = sorted(p for p in (Path(__file__).parent / "fixtures" / "languages").iterdir())
+_FIXTURES = sorted(LANGUAGE_FIXTURES.iterdir())
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fixture=st.sampled_from(_FIXTURES), max_tokens=st.integers(min_value=24, max_value=600))
 def test_property_no_duplicate_spans_in_any_file(fixture, max_tokens):
     text = fixture.read_text(encoding="utf-8")
-    language = parse.detect_language(fixture.name, text[:200])
+    language = detect_language(fixture.name, text[:200])
     counter = WordCounter(max_tokens)
     chunks = chunk_file(fixture.name, text, language, counter)
     check_invariants(chunks, text, counter)
