@@ -132,7 +132,7 @@ def test_escape_functions():
 
 
 def test_log_lines_of_the_faces_escape_file_names(capsys):
-    from coderag import hook, mcp, server, watch
+    from coderag import hooks, mcp, server, watch
 
     line = f"  updated evil{OSC52}{RLO}.py"
     watch._stderr(line)
@@ -140,7 +140,7 @@ def test_log_lines_of_the_faces_escape_file_names(capsys):
     server._stderr_with("coderag serve: ")(line)
     err = capsys.readouterr().err
     assert not _raw_controls(err) and err.count("evil\\x1b]52;c;") == 3
-    assert hook.describe({"event": "x", "via": "skipped", "note": "n"})  # no repository text
+    assert hooks.describe({"event": "x", "via": "skipped", "note": "n"})  # no repository text
 
 
 # ------------------------------------------------------------------------------- glob ReDoS
