@@ -135,7 +135,7 @@ def test_log_lines_of_the_faces_escape_file_names(capsys):
     from coderag import hooks, mcp, server, watch
 
     line = f"  updated evil{OSC52}{RLO}.py"
-    watch._stderr(line)
+    watch.log_to_stderr(line)
     mcp._say(line)
     server._stderr_with("coderag serve: ")(line)
     err = capsys.readouterr().err
