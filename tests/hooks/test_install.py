@@ -21,23 +21,23 @@ exit "$(cat "$(git rev-parse --git-dir)/user-status" 2>/dev/null || echo 0)"
 
 @pytest.mark.slow  # real git commands running the installed hooks
 def test_install_chains_existing_hooks_and_uninstall_restores_them(gitrepo: Path):
-    hooks = gitrepo / ".git" / "hooks"
+    folder = gitrepo / ".git" / "hooks"
     for name in ("pre-commit", "post-checkout"):
-        (hooks / name).write_text(USER_HOOK)
-        (hooks / name).chmod(0o755)
+        (folder / name).write_text(USER_HOOK)
+        (folder / name).chmod(0o755)
 
     r = run_cli("hook", "install", "--repo", str(gitrepo))
     assert r.returncode == 0, r.stderr
     assert "pre-commit.coderag-chained" in r.stdout  # it says where the user's hook went
     for name in hooks.HOOKS:
-        assert hooks.is_ours(hooks / name) and os.access(hooks / name, os.X_OK)
-    assert (hooks / "pre-commit.coderag-chained").read_text() == USER_HOOK
-    assert (hooks / "post-checkout.coderag-chained").read_text() == USER_HOOK
-    assert not (hooks / "post-merge.coderag-chained").exists()
+        assert hooks.is_ours(folder / name) and os.access(folder / name, os.X_OK)
+    assert (folder / "pre-commit.coderag-chained").read_text() == USER_HOOK
+    assert (folder / "post-checkout.coderag-chained").read_text() == USER_HOOK
+    assert not (folder / "post-merge.coderag-chained").exists()
     # installing again updates our scripts and never chains them to themselves
     hooks.install(gitrepo)
-    assert (hooks / "pre-commit.coderag-chained").read_text() == USER_HOOK
-    assert not (hooks / "pre-commit.coderag-chained.coderag-chained").exists()
+    assert (folder / "pre-commit.coderag-chained").read_text() == USER_HOOK
+    assert not (folder / "pre-commit.coderag-chained.coderag-chained").exists()
 
     log = gitrepo / ".git" / "user-hook.log"
     append(gitrepo / "README.md", "\nMore words.\n")
@@ -61,12 +61,12 @@ def test_install_chains_existing_hooks_and_uninstall_restores_them(gitrepo: Path
 
     r = run_cli("hook", "uninstall", "--repo", str(gitrepo))
     assert r.returncode == 0, r.stderr
-    assert (hooks / "pre-commit").read_text() == USER_HOOK
-    assert os.access(hooks / "pre-commit", os.X_OK)
-    assert (hooks / "post-checkout").read_text() == USER_HOOK
+    assert (folder / "pre-commit").read_text() == USER_HOOK
+    assert os.access(folder / "pre-commit", os.X_OK)
+    assert (folder / "post-checkout").read_text() == USER_HOOK
     for name in ("post-merge", "post-rewrite"):
-        assert not (hooks / name).exists()
-    assert not list(hooks.glob("*.coderag-chained"))
+        assert not (folder / name).exists()
+    assert not list(folder.glob("*.coderag-chained"))
     assert (
         "no coderag hooks installed" in run_cli("hook", "uninstall", "--repo", str(gitrepo)).stdout
     )
