@@ -19,6 +19,7 @@ import stat
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import pathspec
@@ -85,6 +86,8 @@ BINARY_EXTENSIONS = frozenset(
 )
 
 SNIFF_BYTES = 8192
+#: the reason given for a symbolic link (never followed) wherever one is met
+LINK_SKIPPED = "symbolic link (not followed)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +137,8 @@ def content_digest(data: bytes) -> str:
 
 
 class IgnoreRules:
-    """gitignore semantics over a tree: defaults, ``.coderagignore``, nested ``.gitignore``s."""
+    """gitignore semantics over a tree: defaults, ``.coderagignore``, nested ``.gitignore``s.
+    The rules alone; :class:`PathFilter` is what decides."""
 
     def __init__(self, root: Path, config: Config):
         self.root = root
@@ -152,7 +156,7 @@ class IgnoreRules:
         return self._per_dir[rel_dir]
 
     def ignored(self, rel: str, is_dir: bool) -> bool:
-        """Is ``rel`` (POSIX, relative to the root) ignored? Parents are checked by the walk."""
+        """Is ``rel`` (POSIX, relative to the root) ignored? Folders above it are not checked."""
         probe = rel + "/" if is_dir else rel
         result = self._base.match_file(probe)
         # .gitignore files from the root down to the file's folder; deeper files win
@@ -168,14 +172,82 @@ class IgnoreRules:
                 result = check.include
         return bool(result)
 
-    def excluded(self, rel: str) -> bool:
-        """Is a file excluded, by itself or by any folder above it? (explicit file lists)"""
-        parts = rel.split("/")
-        for depth in range(1, len(parts)):
-            folder = "/".join(parts[:depth])
-            if parts[depth - 1] in ALWAYS_SKIP_DIRS or self.ignored(folder, True):
-                return True
-        return self.ignored(rel, False)
+
+class Refusal(StrEnum):
+    """Why the :class:`PathFilter` passes over a path. Never reported: the user's rules (or
+    the defaults) asked for it, unlike a :class:`Skip`."""
+
+    VCS = "version control or coderag folder"
+    IGNORED = "ignored (.gitignore, .coderagignore, the ignore setting or the defaults)"
+    BINARY = "binary file type"
+    VIRTUALENV = "virtualenv"
+
+
+class PathFilter:
+    """The one answer to "is this path indexable?", asked by the walk, by the index for paths
+    named explicitly (``coderag index FILE``, git hooks, ``/refresh``), by the hooks before
+    reading staged blobs, and by the watcher for every file event.
+
+    Built once per walk, run or rule change from the config and the ignore files (defaults,
+    ``.coderagignore``, the ``ignore`` setting, ``.gitignore`` at every level); build a new
+    one when those change. A path is refused when a folder above it is (git cannot re-include
+    a file below an excluded folder, so neither may we). Folder decisions are cached, so
+    checking every file of a tree costs one rule match per file and per folder.
+
+    Only names, the rules and a folder's ``pyvenv.cfg`` count here. What a path *is* (a link,
+    a FIFO, too large, a name that is not UTF-8) is the walk's and :func:`check_path`'s to
+    report, as a :class:`Skip`.
+    """
+
+    #: folder decisions kept before the cache starts over (a long-running watcher)
+    CACHE_MAX = 100_000
+
+    def __init__(self, root: Path, config: Config):
+        self.root = root
+        self._rules = IgnoreRules(root, config)
+        self._folders: dict[str, Refusal | None] = {}
+
+    def refusal(self, rel: str, *, is_dir: bool | None = False) -> Refusal | None:
+        """Why ``rel`` (POSIX, relative to the root) is passed over, or None if it is indexable
+        (a file) or entered (a folder). ``is_dir``: True for a folder, False for a file, None
+        for a symbolic link, which is never looked through: refused when the rules refuse
+        it as a file or as a folder."""
+        rel = rel.strip("/")
+        if not rel:
+            return None  # the root itself
+        if is_dir is True:
+            return self._folder(rel)
+        parent, _, name = rel.rpartition("/")
+        return (self._folder(parent) if parent else None) or self._entry(rel, name, is_dir)
+
+    def accepts(self, rel: str, *, is_dir: bool | None = False) -> bool:
+        """``refusal(rel, is_dir=is_dir) is None``."""
+        return self.refusal(rel, is_dir=is_dir) is None
+
+    def _folder(self, rel: str) -> Refusal | None:
+        try:
+            return self._folders[rel]
+        except KeyError:
+            pass
+        parent, _, name = rel.rpartition("/")
+        why = (self._folder(parent) if parent else None) or self._entry(rel, name, True)
+        if len(self._folders) >= self.CACHE_MAX:
+            self._folders.clear()
+        self._folders[rel] = why
+        return why
+
+    def _entry(self, rel: str, name: str, is_dir: bool | None) -> Refusal | None:
+        """The path itself, its folders above already accepted."""
+        if is_dir and (name in ALWAYS_SKIP_DIRS or name.startswith(DATA_DIR + ".")):
+            return Refusal.VCS  # the index, and a folder coderag is making or removing
+        rules = self._rules
+        if rules.ignored(rel, bool(is_dir)) or (is_dir is None and rules.ignored(rel, True)):
+            return Refusal.IGNORED
+        if is_dir is False and _binary_extension(name):
+            return Refusal.BINARY
+        if is_dir and os.path.exists(self.root / rel / "pyvenv.cfg"):  # False if unreadable
+            return Refusal.VIRTUALENV  # a virtualenv under any name
+        return None
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -212,15 +284,16 @@ def is_real_dir(root: Path, rel: str) -> bool:
 
 def walk(root: Path, config: Config, under: str = "") -> tuple[list[FileEntry], list[Skip]]:
     """Every indexable file under ``root`` (or its folder ``under``; sorted), and the files
-    passed over with reasons. No symbolic link is followed, ``under``'s own included."""
-    rules = IgnoreRules(root, config)
+    passed over with reasons. No symbolic link is followed, ``under``'s own included; a
+    folder the :class:`PathFilter` refuses (``under`` too) is not entered."""
+    wanted = PathFilter(root, config)
     found: list[FileEntry] = []
     skipped: list[Skip] = []
     under = under.strip("/")
     link = link_on_path(root, under) if under else None
     if link is not None:
-        return found, [Skip(_printable(link), "symbolic link (not followed)")]
-    stack = [under]
+        return found, [Skip(_printable(link), LINK_SKIPPED)]
+    stack = [under] if not under or wanted.accepts(under, is_dir=True) else []
     while stack:
         rel_dir = stack.pop()
         try:
@@ -230,45 +303,44 @@ def walk(root: Path, config: Config, under: str = "") -> tuple[list[FileEntry], 
             skipped.append(Skip(rel_dir or ".", f"unreadable folder ({e.strerror or e})"))
             continue
         for entry in entries:
-            name = entry.name
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            bad_name = _bad_name(name)
-            if bad_name:
-                skipped.append(Skip(_printable(rel), bad_name))
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue  # vanished between listing and stat: nothing to index
-            mode = st.st_mode
-            if stat.S_ISLNK(mode):
-                # never followed: no loops, nothing outside the root (a link to a file
-                # inside is indexed under the file's own path)
-                if not (rules.ignored(rel, False) or rules.ignored(rel, True)):
-                    skipped.append(Skip(rel, "symbolic link (not followed)"))
-                continue
-            if stat.S_ISDIR(mode):
-                if name in ALWAYS_SKIP_DIRS or name.startswith(DATA_DIR + "."):
-                    continue  # the index, and a folder coderag is making or removing
-                if rules.ignored(rel, True):
-                    continue
-                if os.path.exists(root / rel / "pyvenv.cfg"):  # False, not EACCES, if closed
-                    continue  # a virtualenv under any name
-                stack.append(rel)
-            elif stat.S_ISREG(mode):
-                if rules.ignored(rel, False):
-                    continue
-                if _binary_extension(name):
-                    continue
-                if st.st_size > config.max_file_bytes:
-                    skipped.append(Skip(rel, f"larger than {config.max_file_bytes:,} bytes"))
-                    continue
-                found.append(FileEntry(rel, st.st_size, st.st_mtime_ns))
-            elif not rules.ignored(rel, False):
-                # a FIFO would block the reader forever; sockets and devices are not source
-                skipped.append(Skip(rel, f"not a regular file ({_kind(mode)})"))
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            seen = _look(entry, rel, wanted, config.max_file_bytes)
+            if isinstance(seen, FileEntry):
+                found.append(seen)
+            elif isinstance(seen, Skip):
+                skipped.append(seen)
+            elif seen is not None:
+                stack.append(seen)
     found.sort(key=lambda f: f.path)
     return found, skipped
+
+
+def _look(entry: os.DirEntry, rel: str, wanted: PathFilter, max_bytes: int):
+    """One entry of a folder the walk lists: a :class:`FileEntry` to index, a :class:`Skip` to
+    report, the entry's path when it is a folder to enter, or None (passed over quietly)."""
+    bad_name = _bad_name(entry.name)
+    if bad_name:
+        return Skip(_printable(rel), bad_name)
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return None  # vanished between listing and stat: nothing to index
+    mode = st.st_mode
+    # a link is never followed (no loops, nothing outside the root; a link to a file inside is
+    # indexed under the file's own path), and reported unless the rules hide it either way
+    kind = None if stat.S_ISLNK(mode) else stat.S_ISDIR(mode)
+    if wanted.refusal(rel, is_dir=kind) is not None:
+        return None
+    if kind is None:
+        return Skip(rel, LINK_SKIPPED)
+    if kind:
+        return rel
+    if not stat.S_ISREG(mode):
+        # a FIFO would block the reader forever; sockets and devices are not source
+        return Skip(rel, f"not a regular file ({_kind(mode)})")
+    if st.st_size > max_bytes:
+        return Skip(rel, f"larger than {max_bytes:,} bytes")
+    return FileEntry(rel, st.st_size, st.st_mtime_ns)
 
 
 def _bad_name(name: str) -> str | None:
@@ -323,7 +395,7 @@ def check_path(root: Path, rel: str, max_bytes: int | None) -> FileEntry | Skip 
     if stat.S_ISDIR(mode):
         return None
     if stat.S_ISLNK(mode):
-        return Skip(rel, "symbolic link (not followed)")
+        return Skip(rel, LINK_SKIPPED)
     if not stat.S_ISREG(mode):
         return Skip(rel, f"not a regular file ({_kind(mode)})")
     if max_bytes is not None and st.st_size > max_bytes:
@@ -362,7 +434,7 @@ def read_bytes(root: Path, rel: str, max_bytes: int) -> bytes | Skip:
         return Skip(rel, "vanished before it could be read")
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR) and link_on_path(root, rel):
-            return Skip(rel, "symbolic link (not followed)")
+            return Skip(rel, LINK_SKIPPED)
         return Skip(rel, f"unreadable ({e.strerror or e})")
     try:
         mode = os.fstat(fd).st_mode

@@ -39,10 +39,9 @@ from .errors import (
 )
 from .files import (
     FileEntry,
-    IgnoreRules,
+    PathFilter,
     Skip,
     Text,
-    _binary_extension,
     check_path,
     decode,
     find_root,
@@ -462,7 +461,7 @@ class Index:
             present = {e.path for e in entries}
             removed = [p for p in known if p not in present] + sorted(stranded - present)
         else:
-            rules = IgnoreRules(self.root, self.config)
+            wanted = PathFilter(self.root, self.config)
             entries, removed = [], []
             for rel in dict.fromkeys(iter_paths(self.root, paths)):
                 if rel in ("", ".") or is_real_dir(self.root, rel):
@@ -476,7 +475,7 @@ class Index:
                         p for p in (*known, *stranded) if p.startswith(prefix) and p not in on_disk
                     )
                     continue
-                if rules.excluded(rel) or _binary_extension(rel.rsplit("/", 1)[-1]):
+                if not wanted.accepts(rel):
                     if rel in known or rel in stranded:
                         removed.append(rel)
                     continue

@@ -9,7 +9,7 @@ faces derive their own spelling from these instead of restating them:
   uses :func:`request_schema` and :func:`hit_schema`;
 * the MCP tool ``search_code`` gets its signature (and so its input schema) from
   :func:`options` and validates with :func:`validate`;
-* ``coderag search`` makes a flag per option (``--NAME``, unless ``cli.SEARCH_FLAGS`` spells
+* ``coderag search`` makes a flag per option (``--NAME``, unless ``cli.search.SEARCH_FLAGS`` spells
   it otherwise) and hands the same options to :func:`~coderag.server.remote_search`.
 
 Adding a search option: a field here and its implementation in ``Index.search``.

@@ -132,16 +132,16 @@ def test_escape_functions():
 
 
 def test_log_lines_of_the_faces_escape_file_names(capsys):
-    from coderag import hook, watch
+    from coderag import hooks, watch
     from coderag.server.background import stderr_logger
 
     line = f"  updated evil{OSC52}{RLO}.py"
-    watch._stderr(line)
+    watch.log_to_stderr(line)
     stderr_logger()(line)  # coderag mcp
     stderr_logger("coderag serve: ")(line)
     err = capsys.readouterr().err
     assert not _raw_controls(err) and err.count("evil\\x1b]52;c;") == 3
-    assert hook.describe({"event": "x", "via": "skipped", "note": "n"})  # no repository text
+    assert hooks.describe({"event": "x", "via": "skipped", "note": "n"})  # no repository text
 
 
 # ------------------------------------------------------------------------------- glob ReDoS

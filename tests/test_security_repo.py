@@ -19,17 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from coderag import datadir, hook
+from coderag import datadir, hooks
 from coderag.errors import CoderagError
 from coderag.index import Index, WriterLock
 
-from . import test_hook
+from . import gitutil
 from .conftest import run_cli
-from .test_hook import commit_all, git
+from .gitutil import commit_all, git
 
 pytestmark = pytest.mark.slow  # many real `coderag` subprocesses against hostile repositories
 
-gitrepo = test_hook.gitrepo  # the fixture: smallrepo as a git repository
+gitrepo = gitutil.gitrepo  # the fixture: smallrepo as a git repository
 
 SECRET = "BEGIN OPENSSH PRIVATE KEY hunter2secretmaterial"
 
@@ -81,7 +81,7 @@ def test_a_committed_coderag_folder_with_links_is_refused(gitrepo: Path, victim:
     with pytest.raises(CoderagError):
         WriterLock(gitrepo / ".coderag", timeout=0).acquire()
     with pytest.raises(CoderagError):
-        hook.spawn_vectors(gitrepo)
+        hooks.spawn_vectors(gitrepo)
     assert victim.read_text() == before and not (victim.parent / "tokenizer.json").exists()
 
     # the way out the message names: --rebuild replaces the folder, never writing through it
@@ -198,7 +198,7 @@ def test_a_pulled_folder_link_is_not_indexed_by_the_post_merge_hook(
     git(gitrepo, "checkout", "-q", "main")
     git(gitrepo, "merge", "-q", "--ff-only", "evil")
     assert base != evil
-    res = hook.sync(gitrepo, "post-merge", ["0"], embedder=embedder)
+    res = hooks.sync(gitrepo, "post-merge", ["0"], embedder=embedder)
     assert res["via"] == "inline", res
     assert SECRET not in _all_texts(gitrepo)
 

@@ -84,7 +84,7 @@ class Listener:
 
 
 def _git(repo: Path, *args: str) -> None:
-    from .test_hook import git_env
+    from .gitutil import git_env
 
     subprocess.run(["git", *args], cwd=repo, env=git_env(), check=True, capture_output=True)
 
@@ -128,7 +128,7 @@ def test_a_planted_server_json_is_ignored_by_search_and_hooks(
 ):
     """A repository that ships .coderag/server.json naming the attacker's port: neither
     `coderag search` nor a git hook sends it a query, a path or the user's token."""
-    from coderag import hook
+    from coderag import hooks
 
     repo = tmp_path / "cloned"
     shutil.copytree(FIXTURES / "smallrepo", repo)
@@ -149,7 +149,7 @@ def test_a_planted_server_json_is_ignored_by_search_and_hooks(
         monkeypatch.setenv("CODERAG_TOKEN", "users-token")
         (repo / "uploader" / "new.py").write_text("def planted_marker():\n    return 1\n")
         _git(repo, "add", "uploader/new.py")
-        res = hook.sync(repo, "pre-commit", embedder=embedder, vectors="inline")
+        res = hooks.sync(repo, "pre-commit", embedder=embedder, vectors="inline")
         assert res["via"] == "inline" and res["files"] == 1
         time.sleep(0.3)
         assert attacker.received == []

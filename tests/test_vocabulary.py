@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import inspect
 from dataclasses import MISSING
 
@@ -112,18 +111,3 @@ def test_mcp_tool_lists_exactly_the_vocabulary():
     assert schema["properties"]["mode"]["enum"] == list(vocabulary.MODES)
     out = tools["search_code"].output_schema
     assert tuple(out["$defs"]["SearchHit"]["properties"]) == HIT_FIELDS
-
-
-def test_cli_search_flags_are_exactly_the_vocabulary():
-    from coderag.cli import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    search = sub.choices["search"]
-    own = {"help", "repo", "code_file", "json", "server", "no_server"}
-    own |= {"model", "device", "dtype", "dim", "rerank_model"}
-    assert {a.dest for a in search._actions} - own == set(FIELDS)
-    args = parser.parse_args(["search", "x"])
-    assert {n: getattr(args, n) for n in FIELDS} == {**DEFAULTS, "query": "x"}
-    args = parser.parse_args(["search", "x", "-k", "3", "--kind", "doc", "--no-rerank", "--code"])
-    assert (args.k, args.kind, args.rerank, args.code) == (3, "doc", False, True)

@@ -113,7 +113,7 @@ class BackgroundWatcher:
         if w is None:
             return
         if self.is_starting():
-            w._cancel = True  # roll back the start-up reconcile
+            w.cancel()  # roll back the start-up reconcile
             self._thread.join(10)
         try:
             w.stop()

@@ -24,7 +24,7 @@ from coderag import Index
 from coderag.errors import LockHeld
 from coderag.watch import Watcher
 
-from .conftest import FIXTURES, rows_of, run_cli
+from ..conftest import FIXTURES, rows_of, run_cli
 
 pytestmark = pytest.mark.slow  # real watchdog observers, debounce waits, subprocesses
 
@@ -284,13 +284,6 @@ def test_restart_reconciles_changes_made_while_stopped(smallrepo, embedder, tmp_
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
-
-
-def test_watch_help():
-    r = run_cli("watch", "--help")
-    assert r.returncode == 0
-    for flag in ("--debounce-ms", "--verbose", "--no-backfill", "--model", "examples:"):
-        assert flag in r.stdout
 
 
 # ------------------------------------------------------------------ the command

@@ -1,5 +1,5 @@
-"""Git hooks in real git repositories: install/chain/uninstall, staged indexing, branch
-switches, the server fast path, failure handling, and the pre-commit framework."""
+"""One git event at a time in real git repositories: staged indexing, branch switches, the
+server fast path, failure handling, vectors off the hook, and the pre-commit framework."""
 
 from __future__ import annotations
 
@@ -14,166 +14,24 @@ from pathlib import Path
 
 import pytest
 
-from coderag import cli, hook
+from coderag import cli, hooks
 from coderag.index import Index, WriterLock
 
-from .conftest import run_cli
+from ..conftest import run_cli
+from ..gitutil import append, commit_all, found, git, git_env, head, indexed_files
 
 pytestmark = pytest.mark.slow  # real git repositories, hooks run by git, background back-fills
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 
 
-# ------------------------------------------------------------------------------ helpers
-def git_env(**extra) -> dict:
-    """The environment without the caller's GIT_* variables (a test run from inside a git
-    hook must not write to the outer repository) and without user or system git config."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(
-        GIT_CONFIG_GLOBAL=os.devnull,
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_AUTHOR_NAME="Test",
-        GIT_AUTHOR_EMAIL="test@example.com",
-        GIT_COMMITTER_NAME="Test",
-        GIT_COMMITTER_EMAIL="test@example.com",
-    )
-    env.update(extra)
-    return env
-
-
-def git(repo: Path, *args: str, check: bool = True, env: dict | None = None, input=None):
-    p = subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        env=env or git_env(),
-        capture_output=True,
-        text=True,
-        input=input,
-        timeout=300,
-    )
-    if check and p.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
-    return p
-
-
-def head(repo: Path, rev: str = "HEAD") -> str:
-    return git(repo, "rev-parse", rev).stdout.strip()
-
-
-def commit_all(repo: Path, message: str, **kw):
-    git(repo, "add", "-A")
-    return git(repo, "commit", "-q", "-m", message, **kw)
-
-
-@pytest.fixture
-def gitrepo(smallrepo: Path, monkeypatch) -> Path:
-    """smallrepo as a git repository with one commit on ``main``; the environment is
-    cleaned so this process's own git calls (in coderag.hook) see only this repository."""
-    for k in [k for k in os.environ if k.startswith("GIT_")]:
-        monkeypatch.delenv(k)
-    for k, v in git_env().items():
-        monkeypatch.setenv(k, v)
-    git(smallrepo, "init", "-q", "-b", "main")
-    commit_all(smallrepo, "initial")
-    return smallrepo
-
-
-def lexical_texts(repo: Path, embedder, query: str) -> list[str]:
-    """Texts of the lexical hits for ``query`` (no model call: lexical mode)."""
-    return [h.text for h in Index(repo, embedder=embedder).search(query, mode="lexical", k=20)]
-
-
-def found(repo: Path, embedder, identifier: str) -> bool:
-    return any(identifier in t for t in lexical_texts(repo, embedder, identifier))
-
-
-def indexed_files(repo: Path) -> set[str]:
-    from coderag.store import Store
-
-    return set(Store(repo).file_rows())
-
-
-def append(path: Path, text: str) -> None:
-    path.write_text(path.read_text() + text)
-
-
-# ------------------------------------------------------------------ install / uninstall
-USER_HOOK = """#!/bin/sh
-echo "$0 $*" >> "$(git rev-parse --git-dir)/user-hook.log"
-exit "$(cat "$(git rev-parse --git-dir)/user-status" 2>/dev/null || echo 0)"
-"""
-
-
-def test_install_chains_existing_hooks_and_uninstall_restores_them(gitrepo: Path):
-    hooks = gitrepo / ".git" / "hooks"
-    for name in ("pre-commit", "post-checkout"):
-        (hooks / name).write_text(USER_HOOK)
-        (hooks / name).chmod(0o755)
-
-    r = run_cli("hook", "install", "--repo", str(gitrepo))
-    assert r.returncode == 0, r.stderr
-    assert "pre-commit.coderag-chained" in r.stdout  # it says where the user's hook went
-    for name in hook.HOOKS:
-        assert hook.is_ours(hooks / name) and os.access(hooks / name, os.X_OK)
-    assert (hooks / "pre-commit.coderag-chained").read_text() == USER_HOOK
-    assert (hooks / "post-checkout.coderag-chained").read_text() == USER_HOOK
-    assert not (hooks / "post-merge.coderag-chained").exists()
-    # installing again updates our scripts and never chains them to themselves
-    hook.install(gitrepo)
-    assert (hooks / "pre-commit.coderag-chained").read_text() == USER_HOOK
-    assert not (hooks / "pre-commit.coderag-chained.coderag-chained").exists()
-
-    log = gitrepo / ".git" / "user-hook.log"
-    append(gitrepo / "README.md", "\nMore words.\n")
-    commit_all(gitrepo, "second")  # the user's hook ran and let the commit through
-    assert log.read_text().count("pre-commit.coderag-chained") == 1
-
-    (gitrepo / ".git" / "user-status").write_text("3")
-    append(gitrepo / "README.md", "\nEven more.\n")
-    before = head(gitrepo)
-    r = commit_all(gitrepo, "refused", check=False)
-    assert r.returncode != 0  # the user's hook said no: no commit
-    assert head(gitrepo) == before
-    assert log.read_text().count("pre-commit.coderag-chained") == 2
-
-    # post-checkout: the user's hook gets git's arguments, and its failure is git's failure
-    r = git(gitrepo, "checkout", "-q", "-b", "other", check=False)
-    assert r.returncode != 0
-    assert f"post-checkout.coderag-chained {before} {before} 1" in log.read_text()
-    (gitrepo / ".git" / "user-status").write_text("0")
-    assert git(gitrepo, "checkout", "-q", "main").returncode == 0
-
-    r = run_cli("hook", "uninstall", "--repo", str(gitrepo))
-    assert r.returncode == 0, r.stderr
-    assert (hooks / "pre-commit").read_text() == USER_HOOK
-    assert os.access(hooks / "pre-commit", os.X_OK)
-    assert (hooks / "post-checkout").read_text() == USER_HOOK
-    for name in ("post-merge", "post-rewrite"):
-        assert not (hooks / name).exists()
-    assert not list(hooks.glob("*.coderag-chained"))
-    assert (
-        "no coderag hooks installed" in run_cli("hook", "uninstall", "--repo", str(gitrepo)).stdout
-    )
-
-
-def test_install_honours_core_hooks_path_and_flags(gitrepo: Path):
-    git(gitrepo, "config", "core.hooksPath", "githooks")
-    assert (
-        cli.main(["hook", "install", "--pre-commit", "--post-merge", "--repo", str(gitrepo)]) == 0
-    )
-    installed = sorted(p.name for p in (gitrepo / "githooks").iterdir())
-    assert installed == ["post-merge", "pre-commit"]
-    assert not (gitrepo / ".git" / "hooks" / "pre-commit").exists()
-
-
-# --------------------------------------------------------------------- staged indexing
 def test_commit_indexes_the_staged_version_not_the_working_tree(
     gitrepo: Path, make_index, embedder
 ):
     (gitrepo / ".gitignore").write_text("secret/\n")
     commit_all(gitrepo, "ignore secret/")
     make_index(gitrepo).refresh()
-    hook.install(gitrepo, ["pre-commit"])
+    hooks.install(gitrepo, ["pre-commit"])
 
     target = gitrepo / "uploader" / "checksum.py"
     original = target.read_text()
@@ -205,46 +63,6 @@ def test_commit_indexes_the_staged_version_not_the_working_tree(
     assert "secret/keys.py" not in indexed_files(gitrepo)
 
 
-def test_index_staged_and_index_files_commands(
-    gitrepo: Path, make_index, embedder, monkeypatch, capsys
-):
-    make_index(gitrepo).refresh()
-    monkeypatch.chdir(gitrepo)
-    a = gitrepo / "uploader" / "config.py"
-    b = gitrepo / "uploader" / "client.py"
-    a_text, b_text = a.read_text(), b.read_text()
-
-    a.write_text(a_text + "\n\ndef staged_one_marker():\n    return 1\n")
-    git(gitrepo, "add", "uploader/config.py")
-    a.write_text(a_text + "\n\ndef unstaged_two_marker():\n    return 2\n")
-    assert cli.main(["index", "--staged", "--json", "-q"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["files_indexed"] == 1
-    assert found(gitrepo, embedder, "staged_one_marker")
-    assert not found(gitrepo, embedder, "unstaged_two_marker")
-
-    # staged again with other bytes of the same length: still the staged version
-    a.write_text(a_text + "\n\ndef staged_six_marker():\n    return 1\n")
-    git(gitrepo, "add", "uploader/config.py")
-    assert cli.main(["index", "--staged", "--json", "-q"]) == 0
-    assert json.loads(capsys.readouterr().out)["files_indexed"] == 1
-    assert found(gitrepo, embedder, "staged_six_marker")
-
-    # `coderag index FILE`: only that file, from the working tree
-    b.write_text(b_text + "\n\ndef only_this_file_marker():\n    return 3\n")
-    assert cli.main(["index", "--json", "-q", "uploader/client.py"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["files_indexed"] == 1 and summary["files_unchanged"] == 0
-    assert found(gitrepo, embedder, "only_this_file_marker")
-    assert not found(gitrepo, embedder, "unstaged_two_marker")  # config.py was not touched
-
-    # keys of staged_contents are repo-relative POSIX paths, whatever the cwd
-    monkeypatch.chdir(gitrepo / "uploader")
-    assert set(hook.staged_contents(gitrepo, ["config.py"])) == {"uploader/config.py"}
-    assert set(hook.staged_contents(gitrepo)) == {"uploader/config.py"}
-
-
-# ------------------------------------------------------------------------ branch switch
 def test_branch_switch_touches_only_changed_files_and_embeds_nothing_on_return(
     gitrepo: Path, make_index, embedder, capsys
 ):
@@ -261,7 +79,7 @@ def test_branch_switch_touches_only_changed_files_and_embeds_nothing_on_return(
     make_index(gitrepo).refresh()
 
     git(gitrepo, "checkout", "-q", "feature")
-    res = hook.sync(gitrepo, "post-checkout", [main_sha, feature_sha, "1"], embedder=embedder)
+    res = hooks.sync(gitrepo, "post-checkout", [main_sha, feature_sha, "1"], embedder=embedder)
     s = res["stats"]
     assert res["via"] == "inline" and res["files"] == 3
     assert (s["files_indexed"], s["files_removed"], s["files_unchanged"]) == (2, 1, 0)
@@ -270,14 +88,14 @@ def test_branch_switch_touches_only_changed_files_and_embeds_nothing_on_return(
     assert Index(gitrepo).status()["commit"] == feature_sha
 
     git(gitrepo, "checkout", "-q", "main")
-    res = hook.sync(gitrepo, "post-checkout", [feature_sha, main_sha, "1"], embedder=embedder)
+    res = hooks.sync(gitrepo, "post-checkout", [feature_sha, main_sha, "1"], embedder=embedder)
     s = res["stats"]
     assert (s["files_indexed"], s["files_removed"]) == (2, 1)
     assert s["chunks_embedded"] == 0 and s["chunks_reused"] > 0  # all seen before
     assert not found(gitrepo, embedder, "backoff_delays")
 
     # the same rows as a clean index of this checkout
-    from .conftest import rows_of
+    from ..conftest import rows_of
 
     clean = gitrepo.parent / "clean"
     shutil.copytree(gitrepo, clean, ignore=shutil.ignore_patterns(".coderag", ".git"))
@@ -291,9 +109,9 @@ def test_branch_switch_touches_only_changed_files_and_embeds_nothing_on_return(
 def test_what_each_event_touches(gitrepo: Path, monkeypatch):
     """post-checkout/merge/rewrite: exactly the files that differ (renames on both sides)."""
     first = head(gitrepo)
-    assert hook.plan(gitrepo, "post-checkout", [first, first, "1"])[0] == []
-    assert hook.plan(gitrepo, "post-checkout", [first, first, "0"])[0] == []
-    everything = hook.plan(gitrepo, "post-checkout", ["0" * 40, first, "1"])[0]
+    assert hooks.plan(gitrepo, "post-checkout", [first, first, "1"])[0] == []
+    assert hooks.plan(gitrepo, "post-checkout", [first, first, "0"])[0] == []
+    everything = hooks.plan(gitrepo, "post-checkout", ["0" * 40, first, "1"])[0]
     assert "uploader/client.py" in everything and len(everything) == 7
 
     git(gitrepo, "checkout", "-q", "-b", "topic")
@@ -302,7 +120,7 @@ def test_what_each_event_touches(gitrepo: Path, monkeypatch):
     commit_all(gitrepo, "topic")
     git(gitrepo, "checkout", "-q", "main")
     git(gitrepo, "merge", "-q", "--ff-only", "topic")
-    paths, contents, _ = hook.plan(gitrepo, "post-merge", ["0"])
+    paths, contents, _ = hooks.plan(gitrepo, "post-merge", ["0"])
     assert sorted(paths) == ["README.md", "uploader/cli.py", "uploader/command.py"]
     assert contents == {}
 
@@ -311,7 +129,7 @@ def test_what_each_event_touches(gitrepo: Path, monkeypatch):
     git(gitrepo, "add", "-A")
     git(gitrepo, "commit", "-q", "--amend", "-m", "topic, amended")
     stdin = f"{before} {head(gitrepo)}\n"
-    assert hook.plan(gitrepo, "post-rewrite", ["amend"], stdin)[0] == ["uploader/config.py"]
+    assert hooks.plan(gitrepo, "post-rewrite", ["amend"], stdin)[0] == ["uploader/config.py"]
 
     # pre-commit with FILES (the pre-commit framework): their staged bytes, plus every staged
     # deletion (the framework never passes deleted files)
@@ -321,22 +139,21 @@ def test_what_each_event_touches(gitrepo: Path, monkeypatch):
     append(gitrepo / "README.md", "\nUnstaged line.\n")
     git(gitrepo, "rm", "-q", "docs/design.md")
     monkeypatch.chdir(gitrepo)  # file names are relative to the cwd, the root for a hook
-    paths, contents, _ = hook.plan(gitrepo, "pre-commit", ["README.md"])
+    paths, contents, _ = hooks.plan(gitrepo, "pre-commit", ["README.md"])
     assert paths == ["README.md", "docs/design.md"]
     assert contents == {"README.md": staged_readme}
 
     monkeypatch.setenv("CODERAG_HOOK", "0")
-    assert hook.sync(gitrepo, "post-merge", ["0"])["via"] == "skipped"
+    assert hooks.sync(gitrepo, "post-merge", ["0"])["via"] == "skipped"
     monkeypatch.delenv("CODERAG_HOOK")
     # without an index a hook does nothing (and loads nothing)
-    res = hook.sync(gitrepo, "post-checkout", ["0" * 40, first, "1"], use_server=False)
+    res = hooks.sync(gitrepo, "post-checkout", ["0" * 40, first, "1"], use_server=False)
     assert res["via"] == "skipped" and "no index" in res["note"]
 
 
-# ------------------------------------------------------------------- failure handling
 def test_failed_indexing_never_blocks_a_commit_unless_strict(gitrepo: Path, make_index):
     make_index(gitrepo).refresh()
-    hook.install(gitrepo, ["pre-commit"])
+    hooks.install(gitrepo, ["pre-commit"])
     env = git_env(CODERAG_LOCK_TIMEOUT="0.2")
     lock = WriterLock(gitrepo / ".coderag", 1).acquire()  # another writer holds the index
     try:
@@ -345,7 +162,7 @@ def test_failed_indexing_never_blocks_a_commit_unless_strict(gitrepo: Path, make
         assert "indexing failed" in r.stderr and "another coderag process" in r.stderr
         assert git(gitrepo, "log", "-1", "--format=%s").stdout.strip() == "lenient"
 
-        hook.install(gitrepo, ["pre-commit"], strict=True)
+        hooks.install(gitrepo, ["pre-commit"], strict=True)
         append(gitrepo / "README.md", "\nSecond.\n")
         r = commit_all(gitrepo, "strict", env=env, check=False)
         assert r.returncode != 0 and "indexing failed" in r.stderr
@@ -354,23 +171,6 @@ def test_failed_indexing_never_blocks_a_commit_unless_strict(gitrepo: Path, make
         lock.release()
 
 
-def test_a_hook_that_cannot_start_coderag_does_not_block_the_commit(gitrepo: Path, tmp_path):
-    broken = tmp_path / "python"  # an interpreter without coderag, as after an uninstall
-    broken.write_text('#!/bin/sh\necho "No module named coderag" >&2\nexit 1\n')
-    broken.chmod(0o755)
-    hook.install(gitrepo, ["pre-commit"], python=str(broken))
-    append(gitrepo / "README.md", "\nOne.\n")
-    r = commit_all(gitrepo, "goes through")
-    assert "No module named coderag" in r.stderr and "could not run" in r.stderr
-    hook.install(gitrepo, ["pre-commit"], python=str(broken), strict=True)
-    append(gitrepo / "README.md", "\nTwo.\n")
-    assert commit_all(gitrepo, "stopped", check=False).returncode != 0
-    assert git(gitrepo, "log", "-1", "--format=%s").stdout.strip() == "goes through"
-
-
-# ------------------------------------------------------------------------- server path
-# Stand-ins for the heavy libraries: importing any of them leaves a mark and fails, so a hook
-# process that loaded a model (or even opened the store) would be caught.
 SHIM = """import os, pathlib
 pathlib.Path(os.environ["CODERAG_TEST_IMPORT_LOG"]).open("a").write(__name__ + "\\n")
 raise ImportError(__name__ + " must not be imported by a hook talking to a server")
@@ -403,7 +203,7 @@ def test_hooks_hand_paths_to_a_running_server_and_load_no_model(
     gitrepo: Path, make_index, embedder, tmp_path: Path
 ):
     make_index(gitrepo).refresh()
-    hook.install(gitrepo)
+    hooks.install(gitrepo)
     shim = tmp_path / "shim"
     for name in ("torch", "transformers", "sentence_transformers", "lancedb"):
         (shim / name).mkdir(parents=True)
@@ -438,9 +238,6 @@ def test_hooks_hand_paths_to_a_running_server_and_load_no_model(
     assert not imported.exists(), imported.read_text()
 
 
-# --------------------------------------------------------------- pre-commit framework
-@pytest.mark.slow
-@pytest.mark.timeout(1500)  # try-repo pip-installs torch and the stack into a fresh venv
 def test_pre_commit_framework_runs_the_hook_from_this_repository(
     gitrepo: Path, make_index, embedder, tmp_path: Path
 ):
@@ -489,19 +286,18 @@ def test_pre_commit_framework_runs_the_hook_from_this_repository(
     assert found(gitrepo, embedder, "framework_marker")
 
 
-# ------------------------------------------------------------------- vectors off the hook
 def test_hook_stores_chunks_without_loading_the_model(gitrepo: Path, make_index):
     """vectors=later: the chunks are sized by the index's own torch-free tokenizer copy,
     are the same rows a full index makes, and are searchable by full text at once."""
-    from .conftest import rows_of
+    from ..conftest import rows_of
 
     make_index(gitrepo).refresh()
     append(gitrepo / "uploader" / "client.py", "\n\ndef hook_added_helper():\n    return 7\n")
     git(gitrepo, "add", "-A")
     code = (
         "import json, sys\n"
-        "from coderag import hook\n"
-        f"res = hook.sync({str(gitrepo)!r}, 'pre-commit', [], use_server=False, vectors='later')\n"
+        "from coderag import hooks\n"
+        f"res = hooks.sync({str(gitrepo)!r}, 'pre-commit', [], use_server=False, vectors='later')\n"
         "print(json.dumps(res))\n"
         "print(json.dumps(sorted(m for m in ('torch', 'transformers') if m in sys.modules)))\n"
     )
@@ -524,7 +320,7 @@ def test_hook_stores_chunks_without_loading_the_model(gitrepo: Path, make_index)
 
 def test_hook_background_vectors_arrive(gitrepo: Path, make_index):
     make_index(gitrepo).refresh()
-    hook.install(gitrepo, ["pre-commit"])
+    hooks.install(gitrepo, ["pre-commit"])
     append(gitrepo / "uploader" / "client.py", "\n\ndef background_helper():\n    return 8\n")
     env = {k: v for k, v in git_env().items() if k != "CODERAG_HOOK_VECTORS"}
     git(gitrepo, "add", "-A")
