@@ -129,7 +129,7 @@ def score_query(hits: list[dict], relevant: list[dict], k: int = 10) -> dict[str
 BREAKDOWN = ("kind", "lang")  # query fields whose values get their own means in the JSON
 
 
-def _breakdown(queries: list[dict], per_query: list[dict], field: str) -> dict[str, dict]:
+def breakdown(queries: list[dict], per_query: list[dict], field: str) -> dict[str, dict]:
     """Mean metrics per value of ``field`` (queries without it count as "nl" for ``kind``)."""
     groups: dict[str, list[dict]] = {}
     for q, s in zip(queries, per_query, strict=True):
@@ -196,7 +196,7 @@ def evaluate(
         res = {m: totals[m] / len(queries) for m in METRICS}
         for field in BREAKDOWN:
             if any(field in q for q in queries):
-                res[f"by_{field}"] = _breakdown(queries, per_query, field)
+                res[f"by_{field}"] = breakdown(queries, per_query, field)
         lat.sort()
         res["p50_ms"] = statistics.median(lat)
         res["p95_ms"] = lat[min(len(lat) - 1, math.ceil(0.95 * len(lat)) - 1)]

@@ -265,6 +265,17 @@ class Index:
         return meta.get("model") or "auto"
 
     @property
+    def embedder_loaded(self) -> bool:
+        """Has this index loaded its embedding model (a static-tier or lexical search does
+        not)?"""
+        return self._embedder is not None
+
+    @property
+    def reranker_loaded(self) -> bool:
+        """Has this index loaded a reranker (only a search that reranks does)?"""
+        return self._reranker is not None
+
+    @property
     def embedder(self):
         if self._embedder is None:
             from . import models
@@ -921,15 +932,8 @@ class Index:
             self._auto_rerank_failed = True  # "auto" on a GPU: say it once, search on without
             log.warning("coderag: not reranking: %s", exc)
             return fused
-        head = fused[:n]
-        docs = [rank.rerank_text(row) for row, _ in head]
-        scores = model.score(query, docs, kind)
-        order = sorted(range(n), key=lambda i: (-float(scores[i]), i))
-        out = [(head[i][0], float(scores[i])) for i in order]
-        floor = min(float(s) for s in scores)
-        # what follows keeps its fused order, scored below every reranked hit
-        out += [(row, floor * 0.5 ** (j + 1)) for j, (row, _) in enumerate(fused[n:])]
-        return out
+        scores = model.score(query, [rank.rerank_text(row) for row, _ in fused[:n]], kind)
+        return rank.rerank_head(fused, [float(x) for x in scores])
 
     def _export_query_encoder(self, emb) -> None:
         """Keep a torch-free copy of the query path under .coderag/ (BERT-family models), so a

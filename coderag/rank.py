@@ -409,6 +409,20 @@ def rerank_text(row: dict, limit: int = 4000) -> str:
     return f"{head}\n{row['text'][:limit]}"
 
 
+def rerank_head(fused: Sequence[tuple[dict, float]], scores: Sequence[float]):
+    """The first ``len(scores)`` candidates ordered by a reranker's ``scores`` (ties keep the
+    fused order) and scored by them; the rest follow in their fused order, scored below
+    every reranked hit (halving from the lowest reranker score)."""
+    n = len(scores)
+    if n == 0:
+        return list(fused)
+    order = sorted(range(n), key=lambda i: (-scores[i], i))
+    out = [(fused[i][0], scores[i]) for i in order]
+    floor = min(scores)
+    out += [(row, floor * 0.5 ** (j + 1)) for j, (row, _) in enumerate(fused[n:])]
+    return out
+
+
 def collapse(fused: Iterable[tuple[dict, float]], limit: int) -> list[tuple[dict, float]]:
     """Drop hits that overlap a better hit of the same file, so each hit is its own place."""
     kept: list[tuple[dict, float]] = []

@@ -88,10 +88,10 @@ def test_leak_check_catches_a_pasted_identifier(qs):
     assert qs.last_name("Word<'a>::break_apart") == "break_apart"
 
 
-def test_eval_split_filter_and_breakdown():
+def test_eval_split_filter_andbreakdown():
     """`coderag eval --split` keeps one half; the JSON has means per kind and language."""
     from coderag.errors import UsageError
-    from coderag.evaluate import _breakdown, select_split
+    from coderag.evaluate import breakdown, select_split
 
     qs = [
         {"query": "a", "kind": "nl", "lang": "go", "split": "tune"},
@@ -106,7 +106,7 @@ def test_eval_split_filter_and_breakdown():
     import coderag.evaluate as ev
 
     full = [{m: s.get(m, 0.0) for m in ev.METRICS} for s in scores]
-    by_kind = _breakdown(qs, full, "kind")
+    by_kind = breakdown(qs, full, "kind")
     assert by_kind["nl"]["mrr@10"] == 0.75 and by_kind["nl"]["queries"] == 2
     assert by_kind["code"]["queries"] == 1
-    assert set(_breakdown(qs, full, "lang")) == {"go", "rust"}
+    assert set(breakdown(qs, full, "lang")) == {"go", "rust"}

@@ -294,3 +294,11 @@ def test_code_file_and_stdin_queries(coderepo):
     assert json.loads(r.stdout)[0]["symbol"] == "Route"
     r = run_cli("search", "--repo", str(root), "--no-server")
     assert r.returncode == 2 and "a query is needed" in r.stderr
+
+
+def test_rerank_head_orders_the_head_by_the_model_and_keeps_the_tail_below():
+    fused = [({"id": c}, 1.0 - i / 10) for i, c in enumerate("abcde")]
+    out = rank.rerank_head(fused, [0.2, 0.9, 0.2])
+    assert [r["id"] for r, _ in out] == ["b", "a", "c", "d", "e"]  # a tie keeps fused order
+    assert [s for _, s in out] == [0.9, 0.2, 0.2, 0.1, 0.05]
+    assert rank.rerank_head(fused, []) == fused

@@ -152,8 +152,10 @@ def test_rerank_depth_bounds_the_reordered_head(smallrepo, make_index, tiny_cros
     # the tail after the reranked head keeps its fused order, scored below the head
     fused = [({"path": f"f{i}.py", "language": "python", "symbol": None, "text": t}, 1.0 - i / 10)
              for i, t in enumerate(DOCS + ["tail one", "tail two"])]  # fmt: skip
-    idx.config.rerank_depth = 2
-    out = idx._rerank(QUERY, fused, "nl", k=2)
+    from coderag import rank
+
+    scores = idx.reranker.score(QUERY, [rank.rerank_text(r) for r, _ in fused[:2]], "nl")
+    out = rank.rerank_head(fused, [float(x) for x in scores])
     assert [r["path"] for r, _ in out[2:]] == [f"f{i}.py" for i in range(2, 6)]
     assert max(s for _, s in out[2:]) < min(s for _, s in out[:2])
     assert {r["path"] for r, _ in out[:2]} == {"f0.py", "f1.py"}
@@ -164,7 +166,7 @@ def test_auto_reranks_only_on_a_gpu_and_falls_back_once(smallrepo, make_index, c
     idx = make_index(smallrepo)
     idx.refresh()
     idx.search(QUERY, k=3)  # CPU, rerank "auto": no reranker is even loaded
-    assert idx._reranker is None
+    assert not idx.reranker_loaded
     # a GPU index whose reranker cannot be had: one warning, then plain hybrid search
     from coderag import Index
 

@@ -47,7 +47,7 @@ def test_every_chunk_gets_a_static_vector_and_search_uses_them(smallrepo, table,
         assert idx.last_dense_tier == "static" and idx.last_dense_coverage == 1.0
         found = [h.symbol or h.path for h in hits[:3]]
         assert any(want in f for f in found), (query, found)
-    assert idx._embedder is None  # the static tier needs no model
+    assert not idx.embedder_loaded  # the static tier needs no model
 
 
 def test_refresh_updates_only_new_chunks_and_keeps_the_weights(smallrepo, table, make_index):
