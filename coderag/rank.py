@@ -140,9 +140,10 @@ AUX_PATH_PRIOR = 0.35
 BARREL_PRIOR = 0.5
 DECLARATION_PRIOR = 0.7
 #: top-level code between definitions (imports, constants, module statements) against a
-#: definition that matches as well. bench/funcq tune, fn MRR@10 with the other steps as
-#: shipped: 1.0 → 0.701, 0.9 → 0.710, 0.8 → 0.718, 0.7 → 0.719, 0.5 → 0.721 (flat below
+#: definition that matches as well. bench/funcq tune fn MRR@10 with the other steps as
+#: shipped: 1.0 → 0.704, 0.9 → 0.710, 0.8 → 0.718, 0.7 → 0.719, 0.5 → 0.721 (flat below
 #: 0.8); peer bench (lexical) 0.7946 → 0.7953, shipped set hybrid NDCG@10 0.815 → 0.819
+#: (bench/RESULTS.md, "Function-level ranking")
 LOOSE_CODE_PRIOR = 0.8
 #: a definition named by the query: exact spelling, or only case-insensitively; times this
 #: when the file or folder is named like the symbol too
