@@ -189,6 +189,54 @@ def test_a_docstring_hit_is_shown_as_its_definition():
     assert order(fused) == ["2"]
 
 
+def test_parts_of_a_split_definition_take_one_slot():
+    parts = [row(i, "a.py", symbol="m.big", start=20 * i, end=20 * i + 19) for i in (1, 2, 3)]
+    other = row(4, "b.py", symbol="m.small")
+    ranked = [parts[1], parts[2], parts[0], other]
+    lexical = [dict(r, _score=s) for r, s in zip(ranked, (12, 11, 10, 5), strict=True)]
+    fused = rank.rank(lexical, [], [], [], "q", _w("rrf"))
+    assert order(fused) == ["2", "4"]  # shown as its best part, listed once
+    assert fused[0][1] == pytest.approx(1 / 11)  # scored by its best part, not the sum
+    # found by name: the boost lifts the definition once, not once per part
+    named = rank.rank([], [], parts, [], "big", Weights(**_plain()))
+    assert len(named) == 1 and named[0][0]["id"] == "1"  # nothing scored: its first part
+
+
+def test_a_definition_gets_the_evidence_of_all_its_parts():
+    """Full text finds the head of a split function, the vectors its body: the definition
+    has both, and beats a chunk that each retriever ranks a little higher on its own."""
+    head = row(1, "a.py", symbol="m.retry", start=1, end=20)
+    body = row(2, "a.py", symbol="m.retry", start=21, end=40)
+    rival, filler = row(3, "b.py", symbol="m.other"), row(4, "c.py", symbol="m.filler")
+    lexical = [dict(rival, _score=10.0), dict(head, _score=9.0), dict(filler, _score=0.0)]
+    dense = [dict(body, _score=0.9), dict(rival, _score=0.5), dict(filler, _score=0.1)]
+    w = Weights(fusion="relative", dense=1.0, lexical=1.0, **_plain())
+    fused = rank.rank(lexical, dense, [], [], "q", w)
+    assert order(fused)[:2] == ["2", "3"]  # 0.9 + 1.0 against 1.0 + 0.5; shown as its body
+    assert fused[0][1] == pytest.approx(1.9 / 11)
+
+
+def test_loose_top_level_code_yields_to_a_definition():
+    imports = row(1, "a.py", kind="code", symbol="a")
+    fn = row(2, "b.py", kind="function", symbol="b.f")
+    w = Weights(fusion="rrf", file_coherence=0.0, path_match=0.0, saturation=1.0)
+    assert order(rank.rank([imports, fn], [], [], [], "q", w)) == ["2", "1"]
+    off = dataclasses.replace(w, priors=False)
+    assert order(rank.rank([imports, fn], [], [], [], "q", off)) == ["1", "2"]
+
+
+def test_a_test_module_inside_a_source_file_counts_as_tests():
+    inline = row(1, "src/lib.rs", symbol="tests::parses_ok", lang="rust")
+    real = row(2, "src/parse.rs", symbol="Parser::parse", lang="rust")
+    w = Weights(fusion="rrf", file_coherence=0.0, path_match=0.0, saturation=1.0)
+    assert order(rank.rank([inline, real], [], [], [], "q", w)) == ["2", "1"]
+    assert rank.chunk_prior(inline) == rank.TEST_PATH_PRIOR
+    assert rank.chunk_prior(real) == 1.0
+    # a test file whose symbols repeat its path is not pushed down twice
+    in_tests = row(3, "tests/test_parse.py", symbol="tests.test_parse.test_ok")
+    assert rank.chunk_prior(in_tests) == rank.path_prior("tests/test_parse.py")
+
+
 # ------------------------------------------------------------------ results
 def test_collapse_keeps_one_hit_per_place():
     outer = (row(1, "a.py", kind="class", start=1, end=50), 0.9)
