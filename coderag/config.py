@@ -133,54 +133,66 @@ def _settings() -> set[str]:
     return {f.name for f in dataclasses.fields(Config) if not f.name.startswith("_")}
 
 
+#: settings that take one of a few words
+_CHOICES = {"fusion": ("relative", "rrf"), "static": STATIC_MODES}
+
+
 def _coerce(name: str, value, where: str = "coderag configuration", typed: bool = False):
     """The value of setting ``name``, checked; a one-line CoderagError naming the setting and
     ``where`` it came from (a file, an environment variable, the arguments) otherwise.
     ``typed``: a settings file, where numbers must be TOML numbers (the environment is text)."""
     if name not in _settings():
         raise CoderagError(f"unknown setting {_show(name)} in {where}")
+    if name == "rerank":
+        checked, want = _switch(value)
+    elif name in _CHOICES:
+        checked, want = (value if value in _CHOICES[name] else None), ", ".join(_CHOICES[name])
+    elif name in _TEXT:
+        checked, want = _text(value), "a non-empty string"
+    elif name == "ignore":
+        checked, want = _strings(value), "a list of strings"
+    else:
+        checked, want = _number(value, *_RANGES[name], typed=typed)
+    if checked is None:
+        raise CoderagError(f"setting {name!r} in {where} must be {want}, not {_show(value)}")
+    return checked
 
-    def bad(want: str) -> CoderagError:
-        return CoderagError(f"setting {name!r} in {where} must be {want}, not {_show(value)}")
 
-    if name == "rerank":  # a switch: on / off / auto (TOML booleans too)
-        word = str(value).strip().lower() if isinstance(value, (str, bool)) else None
-        if word not in _SWITCH:
-            raise bad("on, off or auto")
-        return _SWITCH[word]
-    if name == "fusion":
-        if value not in ("relative", "rrf"):
-            raise bad("relative or rrf")
-        return value
-    if name == "static":
-        if value not in STATIC_MODES:
-            raise bad(", ".join(STATIC_MODES))
-        return value
-    if name in _TEXT:
-        if not isinstance(value, str) or not value.strip() or "\x00" in value:
-            raise bad("a non-empty string")
-        return value
-    if name == "ignore":
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise bad("a list of strings")
-        return list(value)
-    kind, low, high = _RANGES[name]
+def _switch(value):
+    """on / off / auto (TOML booleans too); None when it is none of them."""
+    word = str(value).strip().lower() if isinstance(value, (str, bool)) else None
+    return _SWITCH.get(word), "on, off or auto"
+
+
+def _text(value) -> str | None:
+    ok = isinstance(value, str) and value.strip() and "\x00" not in value
+    return value if ok else None
+
+
+def _strings(value) -> list[str] | None:
+    if isinstance(value, str):
+        value = [value]
+    ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return list(value) if ok else None
+
+
+def _number(value, kind: type, low, high, typed: bool):
+    """An int or float setting within [low, high]; text is parsed only from the environment
+    (``typed`` False), a TOML file must give a number."""
     want = f"{'an integer' if kind is int else 'a number'} from {low:,} to {high:,}"
     number = value
-    if isinstance(value, str) and not typed:  # the environment: text
+    if isinstance(value, str) and not typed:
         try:
             number = int(value.strip()) if kind is int else float(value.strip())
         except ValueError:
-            raise bad(want) from None
+            return None, want
     if isinstance(number, bool) or not isinstance(number, (int, float)):
-        raise bad(want)
+        return None, want
     if kind is int and not isinstance(number, int):
-        raise bad(want)
+        return None, want
     if not (math.isfinite(number) and low <= number <= high):
-        raise bad(want)
-    return kind(number)
+        return None, want
+    return kind(number), want
 
 
 def _show(value) -> str:
