@@ -472,43 +472,7 @@ class Index:
             present = {e.path for e in entries}
             removed = [p for p in known if p not in present] + sorted(stranded - present)
         else:
-            wanted = PathFilter(self.root, self.config)
-            entries, removed = [], []
-            for rel in dict.fromkeys(iter_paths(self.root, paths)):
-                if rel in ("", ".") or is_real_dir(self.root, rel):
-                    # a folder: its files on disk, and whatever the index holds under it
-                    found, skipped = walk(self.root, self.config, under="" if rel == "." else rel)
-                    stats.skipped.extend(skipped)
-                    entries.extend(found)
-                    prefix = "" if rel in ("", ".") else rel.rstrip("/") + "/"
-                    on_disk = {e.path for e in found}
-                    removed.extend(
-                        p for p in (*known, *stranded) if p.startswith(prefix) and p not in on_disk
-                    )
-                    continue
-                if not wanted.accepts(rel):
-                    if rel in known or rel in stranded:
-                        removed.append(rel)
-                    continue
-                if contents is not None and rel in contents:
-                    data = contents[rel]
-                    if len(data) > self.config.max_file_bytes:
-                        stats.skipped.append(
-                            Skip(rel, f"larger than {self.config.max_file_bytes:,} bytes")
-                        )
-                        if rel in known:
-                            removed.append(rel)
-                        continue
-                    entries.append(FileEntry(rel, len(data), -1))  # -1: never the stat shortcut
-                    continue
-                e = check_path(self.root, rel, self.config.max_file_bytes)
-                if isinstance(e, FileEntry):
-                    entries.append(e)
-                    continue
-                if e is not None:  # it exists but cannot be indexed: say why
-                    stats.skipped.append(e)
-                if rel in known or rel in stranded:
-                    removed.append(rel)
+            entries, removed = self._named(paths, set(known) | stranded, contents, stats)
         todo = []
         for e in entries:
             row = known.get(e.path)
@@ -518,6 +482,46 @@ class Index:
                 continue
             todo.append((e, row))
         return todo, removed
+
+    def _named(self, paths, indexed: set[str], contents, stats):
+        """The files behind explicitly named paths (folders walked), and which of the
+        ``indexed`` paths they show are gone or no longer indexable."""
+        wanted = PathFilter(self.root, self.config)
+        entries, removed = [], []
+        for rel in dict.fromkeys(iter_paths(self.root, paths)):
+            if rel in ("", ".") or is_real_dir(self.root, rel):
+                # a folder: its files on disk, and whatever the index holds under it
+                found, skipped = walk(self.root, self.config, under="" if rel == "." else rel)
+                stats.skipped.extend(skipped)
+                entries.extend(found)
+                prefix = "" if rel in ("", ".") else rel.rstrip("/") + "/"
+                on_disk = {e.path for e in found}
+                removed.extend(p for p in indexed if p.startswith(prefix) and p not in on_disk)
+                continue
+            entry = self._named_file(rel, wanted, contents, stats)
+            if entry is not None:
+                entries.append(entry)
+            elif rel in indexed:
+                removed.append(rel)
+        return entries, removed
+
+    def _named_file(self, rel: str, wanted, contents, stats) -> FileEntry | None:
+        """One named file to index (its staged bytes when ``contents`` has them), or None:
+        not indexable (a skip with a reason is recorded), or gone."""
+        if not wanted.accepts(rel):
+            return None
+        limit = self.config.max_file_bytes
+        if contents is not None and rel in contents:
+            if len(contents[rel]) > limit:
+                stats.skipped.append(Skip(rel, f"larger than {limit:,} bytes"))
+                return None
+            return FileEntry(rel, len(contents[rel]), -1)  # -1: never the stat shortcut
+        e = check_path(self.root, rel, limit)
+        if isinstance(e, FileEntry):
+            return e
+        if e is not None:  # it exists but cannot be indexed: say why
+            stats.skipped.append(e)
+        return None
 
     def _light_counter(self, meta: dict):
         """A torch-free copy of the index model's tokenizer (the query encoder of a BERT-family
