@@ -3,23 +3,22 @@ a repository could carry out on a real repository, and checks that it now fails 
 
 * a committed ``.coderag/`` whose lock or log files are links to the user's files;
 * a forged or foreign index (another user's, another key's, copied in);
-* folder links followed on explicit paths: ``index FILE``, hook diffs, watcher events;
-* ``.coderag/`` readable by other local users.
+* folder links followed on explicit paths: ``index FILE``, hook diffs, watcher events.
+
+The folder's own checks (stamp, mode, links inside it, locks, racing creators) are unit-tested
+in test_datadir.py.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from coderag import datadir, hooks
+from coderag import hooks
 from coderag.errors import CoderagError
 from coderag.index import Index, WriterLock
 
@@ -127,50 +126,6 @@ def test_another_users_coderag_folder_is_refused(smallrepo: Path):
     os.chown(smallrepo / ".coderag", 54321, -1)
     r = run_cli("search", "retry", "--repo", str(smallrepo), "--no-server")
     assert r.returncode == 1 and "belongs to another user" in r.stderr
-
-
-def test_links_inside_a_trusted_folder_are_never_followed(smallrepo: Path, victim: Path):
-    """Defence in depth: even in this user's own stamped folder, lock and log files are
-    opened with O_NOFOLLOW."""
-    datadir.check(smallrepo, create=True)
-    for name in ("lock", "background.log"):
-        (smallrepo / ".coderag" / name).symlink_to(victim)
-    with pytest.raises(CoderagError, match="symbolic link"):
-        WriterLock(smallrepo / ".coderag", timeout=0).acquire()
-    with pytest.raises(OSError):
-        datadir.open_log(smallrepo)
-    assert victim.read_text() == "export PATH=/usr/bin\n"
-
-
-# ------------------------------------------------------------ 5. private to the user
-def test_the_index_folder_is_private(smallrepo: Path, make_index):
-    make_index(smallrepo).refresh()
-    folder = smallrepo / ".coderag"
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    for name in ("owner", "lock", ".gitignore"):
-        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
-    os.chmod(folder, 0o755)  # widened later (a restore from a backup, a chmod -R)
-    make_index(smallrepo).search("upload", mode="lexical")
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-
-
-def test_racing_creators_share_one_stamped_folder(smallrepo: Path):
-    """Processes creating the folder at once all end up using the same valid folder."""
-    code = "import sys; from coderag import datadir; print(datadir.check(sys.argv[1], create=True))"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(smallrepo)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    for p in procs:
-        out, err = p.communicate(timeout=60)
-        assert p.returncode == 0, err
-    assert datadir.check(smallrepo) == smallrepo / ".coderag"
-    assert not [n for n in os.listdir(smallrepo) if n.startswith(".coderag.")]
 
 
 # ---------------------------------------------------- 3. folder links on every path

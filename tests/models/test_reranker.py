@@ -1,5 +1,5 @@
-"""coderag.models.reranker and the optional reranking stage it drives (search, settings, CLI),
-through tiny random models with real tokenizers.
+"""coderag.models.reranker and the optional reranking stage it drives (search, CLI), through
+tiny random models with real tokenizers (the ``rerank`` setting's values: test_config.py).
 
 The weights are random, so nothing here measures relevance: the tests check that coderag
 scores pairs exactly as each model format prescribes (computed independently below with
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from coderag import rank
-from coderag.errors import CoderagError, ModelNotFound
+from coderag.errors import ModelNotFound
 from coderag.models import load_reranker
 from coderag.models.reranker import RERANK_INSTRUCTIONS, RERANK_MAX_TOKENS
 
@@ -183,23 +183,6 @@ def test_auto_reranks_only_on_a_gpu_and_falls_back_once(smallrepo, make_index, c
     on = Index(smallrepo, embedder=SimpleNamespace(device="cuda"), rerank_model="/no/such/rr")
     with pytest.raises(ModelNotFound):
         on.search(QUERY, k=3, mode="lexical", rerank=True)
-
-
-def test_rerank_setting_values(smallrepo, monkeypatch):
-    from coderag.config import load_config
-
-    assert load_config(smallrepo).rerank == "auto"
-    monkeypatch.setenv("CODERAG_RERANK", "true")
-    assert load_config(smallrepo).rerank == "on"
-    monkeypatch.setenv("CODERAG_RERANK", "OFF")
-    assert load_config(smallrepo).rerank == "off"
-    monkeypatch.setenv("CODERAG_RERANK", "sometimes")
-    with pytest.raises(CoderagError, match="on, off or auto"):
-        load_config(smallrepo)
-    monkeypatch.delenv("CODERAG_RERANK")
-    (smallrepo / ".coderag.toml").write_text("rerank = true\nrerank_depth = 12\n")
-    cfg = load_config(smallrepo)
-    assert (cfg.rerank, cfg.rerank_depth) == ("on", 12)
 
 
 # ------------------------------------------------------------------------------ faces
