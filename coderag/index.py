@@ -59,6 +59,9 @@ log = logging.getLogger("coderag.index")
 
 STATIC_SOURCE = "sentence-transformers/all-MiniLM-L6-v2"  # models.BUNDLED_MODEL_ID
 STATIC_BATCH = 4096
+#: chunks whose document frequencies make a first build's static token weights (the rest
+#: get their vectors as they are stored; a rebuild counts them afresh)
+STATIC_SAMPLE = 50_000
 #: the dense weight when static vectors answer (shipped set, hybrid NDCG@10: 0.76 at 0.1-0.5,
 #: 0.73 at 0.75, 0.66 at the model's 1.5; lexical alone 0.756)
 STATIC_DENSE_WEIGHT = 0.25
@@ -103,7 +106,7 @@ class RefreshStats:
             "files_unchanged": self.files_unchanged,
             "chunks_pending": self.chunks_pending,
             "chunks_static": self.chunks_static,
-            "static_seconds": self.static_seconds,
+            "static_seconds": round(self.static_seconds, 3),
             "skipped_reasons": _reason_counts(self.skipped),
         }
 
@@ -153,6 +156,76 @@ def _growing_batches(items: list, first: int, most: int):
         yield items[i : i + n]
         i += n
         n = min(most, n * 2)
+
+
+@dataclass
+class _Batch:
+    """One commit of phase 1: chunk rows, file rows, files whose chunks they replace, and
+    files that went away (now unreadable)."""
+
+    rows: list[dict] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+    replace: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+
+
+class _StaticVectors:
+    """Phase 1's static vectors: a chunk row gets its vector as it is stored (no second pass
+    over the texts, no rewrite of stored rows). The token weights are the index's document
+    frequencies; a first build counts them over its first :data:`STATIC_SAMPLE` chunks,
+    stored meanwhile without vectors and filled in (one merge) once the weights are known."""
+
+    def __init__(self, model, df_path: Path, df, stats: RefreshStats):
+        from .models import static
+
+        self.model, self.df_path, self.stats = model, df_path, stats
+        self.weights = None if df is None else df.weights()
+        self.df = df if df is not None else static.DocFreq(model.vocab)
+        self.sample: list[tuple[list[str], list]] = []  # (row ids, token ids) awaiting weights
+        self.sampled = 0
+
+    def fill(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        t0 = time.perf_counter()
+        ids = self.model.token_ids([r["embed_text"] for r in rows])
+        if self.weights is None:
+            self.df.add(ids)
+            self.sample.append(([r["id"] for r in rows], ids))
+            self.sampled += len(rows)
+        else:
+            for r, v in zip(rows, self.model.vectors(ids, self.weights), strict=True):
+                r["svector"] = v
+            self.stats.chunks_static += len(rows)
+        self.stats.static_seconds += time.perf_counter() - t0
+
+    def settle(self, store, done: bool) -> None:
+        """Once the sample is counted (or phase 1 ends first): save the weights and give the
+        sampled rows their vectors."""
+        if self.weights is not None or not self.sampled:
+            return
+        if not done and self.sampled < STATIC_SAMPLE:
+            return
+        t0 = time.perf_counter()
+        self.df.save(self.df_path)
+        self.weights = self.df.weights()
+        keys = [k for ks, _ in self.sample for k in ks]
+        ids = [i for _, idl in self.sample for i in idl]
+        self.sample.clear()
+        store.set_static(keys, self.model.vectors(ids, self.weights))
+        self.stats.chunks_static += len(keys)
+        self.stats.static_seconds += time.perf_counter() - t0
+
+
+def _release_memory() -> None:
+    """Hand freed heap back to the system after a phase (glibc keeps it otherwise: phase 1's
+    Python objects and Arrow buffers would count against the next phase's peak)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _chunker_fingerprint() -> str:
@@ -216,6 +289,8 @@ class Index:
         self._store = None
         self._query_encoder = None
         self._static = None  # the static tier's token table, loaded on first need
+        self._weights_cache: tuple = (None, None)  # (file stamp, the static token weights)
+        self._threads = None  # the lexical half's thread, started by the first hybrid search
         self.last_dense_tier: str | None = None
         self._reranker = None
         self._auto_rerank_failed = False
@@ -348,6 +423,7 @@ class Index:
             first_build = not store.exists()
             if first_build:
                 self._create_tables(store, lazy.embedder())
+            self._static_model(distil=not lexical_only)  # phase 1 makes static vectors too
             chunker = _chunker_fingerprint()
             # an index chunked by other code: every file is chunked again (the cache keeps
             # the vectors of texts that did not change); only a full refresh marks it done
@@ -358,8 +434,17 @@ class Index:
                     "file again (vectors of unchanged chunks are reused)"
                 )
             self._phase_store(
-                store, lazy.counter, (model_id, dim), paths, contents, stats, say, force=rechunk
+                store,
+                lazy.counter,
+                (model_id, dim),
+                paths,
+                contents,
+                stats,
+                say,
+                force=rechunk,
+                first=first_build,
             )
+            _release_memory()
             if first_build or not store.fts_ok():
                 store.build_fts()  # one bulk build beats folding in row by row; or a repair
             self._phase_static(store, stats, say, distil=not lexical_only)
@@ -455,7 +540,7 @@ class Index:
         if made:
             stats.notes.append(
                 f"{store.count_chunks():,} chunks: built a nearest-neighbour index on "
-                f"{' and '.join(made)} (IVF-PQ) for fast vector search"
+                f"{' and '.join(made)} (IVF-RQ) for fast vector search"
             )
 
     def _plan(self, store, paths, contents, stats, force: bool = False):
@@ -556,95 +641,124 @@ class Index:
         return None
 
     def _phase_store(
-        self, store, counter, key, paths, contents, stats, say, force: bool = False
+        self, store, counter, key, paths, contents, stats, say, force=False, first=False
     ) -> None:
         """Phase 1: chunk new and changed files, store their chunks and files rows.
 
         ``counter()`` returns what sizes the chunks (the model's tokenizer), obtained only if
-        a file needs chunking; ``key`` = (model id, dim) goes into every chunk's cache key."""
-        from .chunking import chunk_file, detect_language
-
+        a file needs chunking; ``key`` = (model id, dim) goes into every chunk's cache key.
+        ``first``: a first build (rows are appended; files go in a hashed order, so the
+        chunks that count the static tier's weights are a fair sample of the repository)."""
         todo, removed = self._plan(store, paths, contents, stats, force)
-        from .store import chunk_row
-
         if removed:
             store.delete_files(removed)
             stats.files_removed += len(removed)
+        if first:
+            todo.sort(key=lambda job: _digest(job[0].path))
+        statics = self._static_writer(stats, first)
         say("parse", total=len(todo))
-        for batch in _growing_batches(todo, first=16, most=FILE_BATCH):
-            rows: list[dict] = []
-            file_rows: list[dict] = []
-            replace_paths: list[str] = []
-            gone: list[str] = []
-            n_chunks = 0
-            for entry, known_row in batch:
-                if contents is not None and entry.path in contents:
-                    data = contents[entry.path]
-                else:
-                    data = read_bytes(self.root, entry.path, self.config.max_file_bytes)
-                text = data if isinstance(data, Skip) else decode(entry.path, data)
-                if isinstance(text, Skip):
-                    stats.skipped.append(text)
-                    if known_row:
-                        gone.append(entry.path)
-                    say("parsed", files=1, chunks=0)
-                    continue
-                assert isinstance(text, Text)
-                if known_row and known_row["hash"] == text.digest and not force:
-                    # touched, not changed: only the stat fields move
-                    file_rows.append({**known_row, "mtime_ns": entry.mtime_ns, "size": entry.size})
-                    stats.files_unchanged += 1
-                    say("parsed", files=1, chunks=0)
-                    continue
-                language = detect_language(entry.path, text.text[:256])
-                try:
-                    chunks = chunk_file(entry.path, text.text, language, counter())
-                except RecursionError:
-                    stats.skipped.append(Skip(entry.path, "too deeply nested to parse"))
-                    continue
-                file_rows.append(
-                    {
-                        "path": entry.path,
-                        "hash": text.digest,
-                        "size": entry.size,
-                        "mtime_ns": entry.mtime_ns,
-                        "chunks": len(chunks),
-                        "language": language or "text",
-                    }
-                )
-                replace_paths.append(entry.path)
-                size_factor = 1.0 / (1.0 + entry.size / 20_000)
-                for c in chunks:
-                    # The cache key is the chunk's own text, not its path header: a rename or a
-                    # move re-uses the vector (its header names the old path until the text changes).
-                    ckey = _digest(key[0], key[1], c.kind, c.text)
-                    rows.append(
-                        chunk_row(
-                            c,
-                            id=_digest(c.path, c.start_line, c.end_line, c.kind, c.symbol, ckey),
-                            name=rank.symbol_name(c.symbol),
-                            search_text=rank.search_text(c.text, c.path, c.symbol),
-                            embed_key=ckey,
-                            priority=_KIND_PRIORITY.get(c.kind, 1.0) + size_factor,
-                        )
-                    )
-                stats.files_indexed += 1
-                n_chunks += len(chunks)
-                say("parsed", files=1, chunks=len(chunks))
-            # the cache: every text embedded before, under any path or branch
-            cached = store.cached_vectors(r["embed_key"] for r in rows)
-            for r in rows:
-                v = cached.get(r["embed_key"])
-                if v is not None:
-                    r["vector"] = v
-                    r["embedded"] = True
-                    stats.chunks_reused += 1
-            if gone:
-                store.delete_files(gone)
-                stats.files_removed += len(gone)
-            store.replace_chunks(replace_paths, rows)
-            store.upsert_files(file_rows)  # only now are these files done
+        for jobs in _growing_batches(todo, first=16, most=FILE_BATCH):
+            batch = _Batch()
+            for entry, known_row in jobs:
+                n = self._chunk_file(entry, known_row, batch, counter, key, contents, stats, force)
+                say("parsed", files=1, chunks=n)
+            self._reuse_vectors(store, batch.rows, stats)
+            if statics is not None:
+                statics.fill(batch.rows)
+            if batch.gone:
+                store.delete_files(batch.gone)
+                stats.files_removed += len(batch.gone)
+            if first:
+                store.add_chunks(batch.rows)
+            else:
+                store.replace_chunks(batch.replace, batch.rows)
+            store.upsert_files(batch.files)  # only now are these files done
+            if statics is not None:
+                statics.settle(store, done=False)
+        if statics is not None:
+            statics.settle(store, done=True)
         stats.files_skipped = len(stats.skipped)
+
+    def _chunk_file(self, entry, known_row, batch, counter, key, contents, stats, force) -> int:
+        """Read, decode and chunk one file into ``batch``; the number of chunks it got."""
+        from .chunking import chunk_file, detect_language
+        from .store import chunk_row
+
+        if contents is not None and entry.path in contents:
+            data = contents[entry.path]
+        else:
+            data = read_bytes(self.root, entry.path, self.config.max_file_bytes)
+        text = data if isinstance(data, Skip) else decode(entry.path, data)
+        if isinstance(text, Skip):
+            stats.skipped.append(text)
+            if known_row:
+                batch.gone.append(entry.path)
+            return 0
+        assert isinstance(text, Text)
+        if known_row and known_row["hash"] == text.digest and not force:
+            # touched, not changed: only the stat fields move
+            batch.files.append({**known_row, "mtime_ns": entry.mtime_ns, "size": entry.size})
+            stats.files_unchanged += 1
+            return 0
+        language = detect_language(entry.path, text.text[:256])
+        try:
+            chunks = chunk_file(entry.path, text.text, language, counter())
+        except RecursionError:
+            stats.skipped.append(Skip(entry.path, "too deeply nested to parse"))
+            return 0
+        batch.files.append(
+            {
+                "path": entry.path,
+                "hash": text.digest,
+                "size": entry.size,
+                "mtime_ns": entry.mtime_ns,
+                "chunks": len(chunks),
+                "language": language or "text",
+            }
+        )
+        batch.replace.append(entry.path)
+        size_factor = 1.0 / (1.0 + entry.size / 20_000)
+        for c in chunks:
+            # The cache key is the chunk's own text, not its path header: a rename or a
+            # move re-uses the vector (its header names the old path until the text changes).
+            ckey = _digest(key[0], key[1], c.kind, c.text)
+            batch.rows.append(
+                chunk_row(
+                    c,
+                    id=_digest(c.path, c.start_line, c.end_line, c.kind, c.symbol, ckey),
+                    name=rank.symbol_name(c.symbol),
+                    search_text=rank.search_text(c.text, c.path, c.symbol),
+                    embed_key=ckey,
+                    priority=_KIND_PRIORITY.get(c.kind, 1.0) + size_factor,
+                )
+            )
+        stats.files_indexed += 1
+        return len(chunks)
+
+    @staticmethod
+    def _reuse_vectors(store, rows: list[dict], stats: RefreshStats) -> None:
+        """The cache: every text embedded before, under any path or branch."""
+        cached = store.cached_vectors(r["embed_key"] for r in rows)
+        for r in rows:
+            v = cached.get(r["embed_key"])
+            if v is not None:
+                r["vector"] = v
+                r["embedded"] = True
+                stats.chunks_reused += 1
+
+    def _static_writer(self, stats: RefreshStats, first: bool) -> _StaticVectors | None:
+        """Static vectors made as chunks are stored, when this index has (or, on a first
+        build, is about to count) its token weights; else the static pass catches up."""
+        from .models import static
+
+        model = self._static_model(distil=False) if self._static_mode() != "off" else None
+        if model is None:
+            return None
+        df_path = self.data_dir / static.DF_FILE
+        df = static.DocFreq.load(df_path, model.vocab)
+        if df is None and not first:
+            return None  # weights are counted over the whole index by the static pass
+        return _StaticVectors(model, df_path, df, stats)
 
     # ------------------------------------------------------------ static tier
     def _static_mode(self) -> str:
@@ -672,11 +786,19 @@ class Index:
 
     def _static_weights(self, model):
         """Token weights from this index's document frequencies (None before the first
-        static pass)."""
+        static pass); read again only when the file changes."""
         from .models import static
 
-        df = static.DocFreq.load(self.data_dir / static.DF_FILE, model.vocab)
-        return None if df is None else df.weights()
+        path = self.data_dir / static.DF_FILE
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, model.vocab)
+        except OSError:
+            stamp = None
+        if stamp is None or self._weights_cache[0] != stamp:
+            df = static.DocFreq.load(path, model.vocab)
+            self._weights_cache = (stamp, None if df is None else df.weights())
+        return self._weights_cache[1]
 
     def _phase_static(self, store, stats, say, distil: bool) -> None:
         """Phase 1b: a static vector for every chunk that lacks one (thousands a second).
@@ -719,7 +841,7 @@ class Index:
                 keys, ids = kept.pop(0)
                 store.set_static(keys, model.vectors(ids, weights))
                 stats.chunks_static += len(keys)
-        stats.static_seconds = round(time.perf_counter() - t0, 3)
+        stats.static_seconds += time.perf_counter() - t0
         say("static_done", chunks=stats.chunks_static)
 
     @contextmanager
@@ -855,24 +977,44 @@ class Index:
     def _candidates(
         self, store, meta, query, mode, is_code, depth, where, kind, counts=None
     ) -> rank.Candidates:
-        """What each retriever finds for ``query``: the input of :func:`rank.rank`."""
-        lexical = dense = definitions = []
-        if mode in ("hybrid", "lexical"):
-            lexical = store.lexical(rank.query_terms(query), depth, where)
+        """What each retriever finds for ``query``: the input of :func:`rank.rank`. In hybrid
+        mode the lexical half runs in a second thread while the dense half runs here (both
+        spend their time in LanceDB's native code, outside the GIL)."""
+
+        def lexical_half():
+            if mode not in ("hybrid", "lexical"):
+                return [], []
             names, _ = rank.query_symbols(query)
-            definitions = store.definitions(names, depth, where)
-        if mode in ("hybrid", "dense"):
-            static = self._static_tier(store, counts)
-            if static is not None:
-                model, weights = static
-                vec = model.embed([query], weights)[0]
-                dense = store.static_dense(vec, depth, where)
-            else:
-                vec = self._query_vector(query, "code" if is_code else "nl", meta)
-                dense = store.dense(vec, depth, where)
+            return (
+                store.lexical(rank.query_terms(query), depth, where),
+                store.definitions(names, depth, where),
+            )
+
+        other = self._pool().submit(lexical_half) if mode == "hybrid" else None
+        dense: list[dict] = []
+        try:
+            if mode in ("hybrid", "dense"):
+                dense = self._dense_half(store, meta, query, is_code, depth, where, counts)
+        finally:
+            lexical, definitions = other.result() if other is not None else lexical_half()
         # a docstring hit is shown as its definition, unless docs are what was asked for
         owners = store.owners([*lexical, *dense]) if kind is None else []
         return rank.Candidates(lexical, dense, definitions, owners)
+
+    def _dense_half(self, store, meta, query, is_code, depth, where, counts) -> list[dict]:
+        static = self._static_tier(store, counts)
+        if static is not None:
+            model, weights = static
+            return store.static_dense(model.embed([query], weights)[0], depth, where)
+        vec = self._query_vector(query, "code" if is_code else "nl", meta)
+        return store.dense(vec, depth, where)
+
+    def _pool(self):
+        if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coderag-lexical")
+        return self._threads
 
     def _static_tier(self, store, counts: dict | None = None):
         """The static model and its token weights when the static vectors are to answer the

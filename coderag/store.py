@@ -85,12 +85,16 @@ CHUNK_COLUMNS = tuple(n for n, _ in TABLES["chunks"] if n not in STATIC_COLUMNS)
 EXPECTED_COLUMNS = {
     name: {n for n, _ in cols} - set(STATIC_COLUMNS) for name, cols in TABLES.items()
 }
-#: above this many chunks the vector columns get IVF-PQ indexes: an exhaustive search of 219k
-#: static vectors took ~150 ms on 2 cores, the index 20-35 ms with the same top 10 (nprobes
-#: 50, exact re-ranking of 10x the candidates)
+#: above this many chunks the vector columns get IVF-RQ indexes (RaBitQ, 1 bit a dimension):
+#: an exhaustive search of 219k static vectors took ~150 ms on 2 cores. RQ builds in about a
+#: second where IVF-PQ took 77 s at that size; the candidates are re-ranked exactly
+#: (bench/scale.py measures recall@10 against the exhaustive search)
 ANN_MIN_ROWS = 50_000
 ANN_NPROBES = 50
 ANN_REFINE = 10
+#: MiB the full-text index build may hold (LanceDB's default grows with the table: ~1 GB
+#: more peak memory at 1M chunks)
+FTS_BUILD_MIB = 512
 RESULT_COLUMNS = [
     "id",
     "path",
@@ -264,6 +268,9 @@ class Store:
         self._tables: dict[str, object] = {}
         self._pinned = False
         self._ann: set[str] | None = None
+        # row counts by table versions, shared with snapshots (a search asks for them once,
+        # a warm server on every search: at 1M chunks four counts cost ~20 ms)
+        self._counted: dict = {}
 
     def snapshot(self) -> Store:
         """This store with every table pinned at the version it has when first used: all
@@ -337,6 +344,7 @@ class Store:
                 self.db.drop_table(name)
             self._tables.pop(name, None)
         self._names = set(self._table_names())
+        self._counted.clear()  # new tables start their versions again
 
     def create_tables(self, dim: int, static_dim: int = STATIC_DIM) -> None:
         for name in TABLES:
@@ -397,6 +405,12 @@ class Store:
             self._table("files").delete(where)
 
     # ---------------------------------------------------------------- chunks
+    def add_chunks(self, rows: list[dict]) -> None:
+        """Append chunk rows that are new for certain (a first build: no id can match, so
+        the merge of :meth:`replace_chunks`, which joins on every row, is skipped)."""
+        if rows:
+            self._table("chunks").add(self._chunk_table(rows))
+
     def replace_chunks(self, paths: Sequence[str], rows: list[dict]) -> None:
         """Make ``rows`` the chunks of ``paths`` in one commit (unchanged ids stay untouched)."""
         if not paths:
@@ -415,8 +429,8 @@ class Store:
         )
 
     def _chunk_table(self, rows: list[dict]):
-        """New chunk rows as Arrow; static vectors start as zeros with ``sembedded`` false
-        (the static pass fills them)."""
+        """New chunk rows as Arrow. A row's static vector is its ``svector``, when it has
+        one; the others start as zeros with ``sembedded`` false (the static pass fills them)."""
         import pyarrow as pa
 
         schema = self._table("chunks").schema
@@ -431,10 +445,16 @@ class Store:
         arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), dim))
         names = list(CHUNK_COLUMNS)
         if "svector" in schema.names:
-            sdim = schema.field("svector").type.list_size  # zeros until the static pass
-            zeros = pa.array(np.zeros(len(rows) * sdim, dtype=np.float32))
-            arrays.append(pa.FixedSizeListArray.from_arrays(zeros, sdim))
-            arrays.append(pa.array([False] * len(rows), type=pa.bool_()))
+            sdim = schema.field("svector").type.list_size
+            svecs = np.zeros((len(rows), sdim), dtype=np.float32)
+            have = [False] * len(rows)
+            for i, r in enumerate(rows):
+                v = r.get("svector")
+                if v is not None and len(v) == sdim:
+                    svecs[i] = v
+                    have[i] = True
+            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(svecs.ravel()), sdim))
+            arrays.append(pa.array(have, type=pa.bool_()))
             names += list(STATIC_COLUMNS)
         return pa.Table.from_arrays(arrays, schema=pa.schema([schema.field(n) for n in names]))
 
@@ -481,7 +501,14 @@ class Store:
         """Fill in static vectors of existing chunks (deleted ones are not resurrected)."""
         self._fill("svector", "sembedded", ids, vectors)
 
-    def _ann_columns(self) -> set[str]:
+    def indexed_columns(self) -> dict[str, str]:
+        """Every indexed column of the chunks table and its index type (``BTree``,
+        ``IvfRq``, ``FTS``...)."""
+        return {
+            c: str(i.index_type) for i in self._table("chunks").list_indices() for c in i.columns
+        }
+
+    def ann_columns(self) -> set[str]:
         """Vector columns with a nearest-neighbour index (looked up once per handle)."""
         if self._ann is None:
             try:
@@ -495,11 +522,11 @@ class Store:
 
     def ensure_indexes(self) -> list[str]:
         """Give a large table its indexes: B-trees on ``path`` and ``id`` (file and row
-        lookups: a docstring's owner fell from ~20 to ~7 ms at 219k chunks) and IVF-PQ on
+        lookups: a docstring's owner fell from ~20 to ~7 ms at 219k chunks) and IVF-RQ on
         each vector column once every row has a vector there (rows of zeros would train it
         badly). Returns the vector columns indexed now. Rows added later are folded in by
         :meth:`optimize`, and searched exhaustively until then."""
-        from lancedb.index import BTree, IvfPq
+        from lancedb.index import BTree, IvfRq
 
         t = self._table("chunks")
         n = t.count_rows()
@@ -515,12 +542,7 @@ class Store:
                 continue
             if t.count_rows(f"{flag} IS NOT TRUE"):
                 continue
-            dim = t.schema.field(column).type.list_size
-            config = IvfPq(
-                distance_type="cosine",
-                num_partitions=max(16, int(n**0.5)),
-                num_sub_vectors=max(1, dim // 8),
-            )
+            config = IvfRq(distance_type="cosine", num_partitions=max(16, int(n**0.5)))
             t.create_index(column, config=config)  # with a config the first argument is the column
             made.append(column)
         if made:
@@ -528,9 +550,12 @@ class Store:
             self._ann = None
         return made
 
-    def static_dense(self, vector: np.ndarray, k: int, where: str | None) -> list[dict]:
-        """Nearest chunks by static vector (cosine), among those that have one."""
-        return self._nearest("svector", "sembedded", vector, k, where)
+    def static_dense(
+        self, vector: np.ndarray, k: int, where: str | None, *, exact: bool = False
+    ) -> list[dict]:
+        """Nearest chunks by static vector (cosine), among those that have one; ``exact``
+        scans every vector instead of using the index (what the index is measured against)."""
+        return self._nearest("svector", "sembedded", vector, k, where, exact=exact)
 
     def pending(self, limit: int) -> list[dict]:
         """Chunks still without a vector, most useful first (``limit`` 0 = all of them)."""
@@ -624,6 +649,7 @@ class Store:
                 remove_stop_words=True,
                 ascii_folding=True,
                 max_token_length=48,
+                memory_limit=FTS_BUILD_MIB,
             ),
             replace=True,
         )
@@ -646,11 +672,15 @@ class Store:
                 except Exception:  # noqa: BLE001 - optimisation is best-effort
                     pass
 
-    def dense(self, vector: np.ndarray, k: int, where: str | None) -> list[dict]:
+    def dense(
+        self, vector: np.ndarray, k: int, where: str | None, *, exact: bool = False
+    ) -> list[dict]:
         """Nearest chunks by the model's vector (cosine), among those that have one."""
-        return self._nearest("vector", "embedded", vector, k, where)
+        return self._nearest("vector", "embedded", vector, k, where, exact=exact)
 
-    def _nearest(self, column: str, flag: str, vector, k: int, where: str | None) -> list[dict]:
+    def _nearest(
+        self, column: str, flag: str, vector, k: int, where: str | None, exact: bool = False
+    ) -> list[dict]:
         flt = f"{flag} = true" + (f" AND ({where})" if where else "")
         q = (
             self._table("chunks")
@@ -660,7 +690,9 @@ class Store:
             .select([*RESULT_COLUMNS, "_distance"])
             .limit(k)
         )
-        if column in self._ann_columns():  # rows added since the index are scanned too
+        if exact:
+            q = q.bypass_vector_index()
+        elif column in self.ann_columns():  # rows added since the index are scanned too
             q = q.nprobes(ANN_NPROBES).refine_factor(ANN_REFINE)
         rows = q.to_arrow().to_pylist()
         for r in rows:
@@ -721,15 +753,21 @@ class Store:
 
     # ---------------------------------------------------------------- status
     def counts(self) -> dict:
-        chunks = self._table("chunks")
+        """Files, chunks, and chunks without a model / a static vector (counted again only
+        when a table has a new version)."""
+        chunks, files = self._table("chunks"), self._table("files")
+        versions = (chunks.version, files.version)
+        if self._counted.get("versions") == versions:
+            return dict(self._counted["counts"])
         total = chunks.count_rows()
-        pending = chunks.count_rows("embedded = false") if total else 0
-        return {
-            "files": self._table("files").count_rows(),
+        counts = {
+            "files": files.count_rows(),
             "chunks": total,
-            "pending": pending,
+            "pending": chunks.count_rows("embedded = false") if total else 0,
             "static_pending": self.count_static_pending() if total else 0,
         }
+        self._counted.update(versions=versions, counts=counts)
+        return dict(counts)
 
     def size_bytes(self) -> int:
         total = 0

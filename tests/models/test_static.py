@@ -91,12 +91,35 @@ def test_static_only_never_embeds_with_the_model_and_off_stores_none(smallrepo, 
     assert Index(smallrepo).status()["static_coverage"] == 0.0
 
 
-def test_an_index_from_before_the_static_tier_gains_it(smallrepo, table, make_index):
+def test_a_first_build_writes_static_vectors_as_it_stores(smallrepo, table, monkeypatch):
+    """Phase 1 gives every row its static vector as it is stored: the rows of the weight
+    sample once the sample is counted, the rest at insert. Either way a vector is the one
+    the final weights give its text, and no pass over stored rows is needed afterwards."""
+    from coderag import index as index_mod
     from coderag.store import Store
 
+    monkeypatch.setattr(index_mod, "STATIC_SAMPLE", 5)  # most rows come after the sample
+    for i in range(40):  # more files than phase 1's first commit takes
+        (smallrepo / f"extra_{i}.py").write_text(f"def helper_{i}(x):\n    return x + {i}\n")
+    stats = Index(smallrepo).refresh(lexical_only=True)
+    rows = Store(smallrepo).all_chunk_rows(["embed_text", "svector", "sembedded"])
+    assert len(rows) > 5 and stats.chunks_static == len(rows)
+    assert all(r["sembedded"] for r in rows)
+    df = static.DocFreq.load(smallrepo / ".coderag" / static.DF_FILE, table.vocab)
+    assert df is not None and 5 <= df.docs < len(rows)  # counted over the sample only
+    want = table.embed([r["embed_text"] for r in rows], df.weights())
+    got = np.array([r["svector"] for r in rows], dtype=np.float32)
+    assert np.allclose(got, want, atol=1e-5)
+
+
+def test_an_index_from_before_the_static_tier_gains_it(smallrepo, table, make_index):
+    import lancedb
+
+    from coderag.store import DB_DIR, STATIC_COLUMNS, Store
+
     make_index(smallrepo, static="off").refresh(lexical_only=True)
-    store = Store(smallrepo)
-    store._table("chunks").drop_columns(["svector", "sembedded"])  # as an older coderag made it
+    db = lancedb.connect(str(smallrepo / ".coderag" / DB_DIR))
+    db.open_table("chunks").drop_columns(list(STATIC_COLUMNS))  # as an older coderag made it
     assert Store(smallrepo).static_dim() is None
     assert make_index(smallrepo).search("upload", mode="hybrid")  # still answers, lexically
     stats = make_index(smallrepo).refresh(lexical_only=True)
@@ -104,7 +127,7 @@ def test_an_index_from_before_the_static_tier_gains_it(smallrepo, table, make_in
 
 
 def test_a_large_index_gets_its_indexes_and_keeps_its_answers(tmp_path, table, monkeypatch):
-    """Past ANN_MIN_ROWS chunks the static vectors get an IVF-PQ index; a search through it
+    """Past ANN_MIN_ROWS chunks the static vectors get an IVF-RQ index; a search through it
     finds what an exhaustive search finds, and rows added later are found before they are
     folded into the index."""
     from coderag import store as store_mod
@@ -126,23 +149,15 @@ def test_a_large_index_gets_its_indexes_and_keeps_its_answers(tmp_path, table, m
     stats = idx.refresh(lexical_only=True)
     assert any("nearest-neighbour index on svector" in n for n in stats.notes), stats.notes
     st = store_mod.Store(root)
-    assert st._ann_columns() == {"svector"}
-    indexed = {c for i in st._table("chunks").list_indices() for c in i.columns}
-    assert {"path", "id", "svector", "search_text"} <= indexed
+    assert st.ann_columns() == {"svector"}
+    indexed = st.indexed_columns()
+    assert {"path", "id", "svector", "search_text"} <= set(indexed)
+    assert "IvfRq" in indexed["svector"]
     query = "retry the upload"
-    vec = idx._static_model(False).embed([query], idx._static_weights(idx._static_model(False)))[0]
+    df = static.DocFreq.load(root / ".coderag" / static.DF_FILE, table.vocab)
+    vec = table.embed([query], df.weights())[0]
     via_index = [r["id"] for r in st.static_dense(vec, 10, None)]
-    exhaustive = (
-        st._table("chunks")
-        .search(vec, vector_column_name="svector")
-        .distance_type("cosine")
-        .bypass_vector_index()
-        .limit(10)
-        .select(["id", "_distance"])
-        .to_arrow()
-        .column("id")
-        .to_pylist()
-    )
+    exhaustive = [r["id"] for r in st.static_dense(vec, 10, None, exact=True)]
     assert via_index[:3] == exhaustive[:3]
     (root / "late.py").write_text('def late_marker_function():\n    """retry the upload late."""\n')
     assert idx.refresh([str(root / "late.py")], lexical_only=True).chunks_static > 0
