@@ -222,6 +222,11 @@ def main() -> None:
     if args.queries:
         print(json.dumps(warm_queries(args.queries)))
         return
+    from coderag.models import distill_static
+
+    t0 = time.perf_counter()
+    distill_static()  # once per machine (cached); an index with --lexical-only does not distil
+    say(f"static token table ready in {time.perf_counter() - t0:.1f} s")
     files, packages = source_files()
     work = Path(tempfile.mkdtemp(prefix="coderag-scale-", dir=args.work))
     per_byte = chunks_per_byte(files, work)

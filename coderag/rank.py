@@ -34,11 +34,18 @@ _QUERY_STOP = frozenset(
 
 def split_identifier(word: str) -> list[str]:
     """``getHTTPResponse_v2`` → ``['get', 'http', 'response', 'v', '2']`` (lower case)."""
+    return list(_parts(word))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parts(word: str) -> tuple[str, ...]:
+    """:func:`split_identifier`, remembered: indexing splits the same names again and again
+    (22k chunks: 0.9M calls, 3 s before)."""
     parts: list[str] = []
     for piece in re.split(r"[_$\-]+", word):
         if piece:
             parts.extend(p.lower() for p in _CAMEL.findall(piece))
-    return parts
+    return tuple(parts)
 
 
 def expand(text: str) -> list[str]:
@@ -46,7 +53,7 @@ def expand(text: str) -> list[str]:
     out: list[str] = []
     for w in _WORD.findall(text):
         out.append(w)
-        parts = split_identifier(w)
+        parts = _parts(w)
         if len(parts) > 1:
             out.extend(parts)
     return out
@@ -66,7 +73,7 @@ def stored_text_version() -> str:
     """A fingerprint of the code that computes stored columns (``search_text``, ``name``):
     when it changes, an index's rows are recomputed on the next full refresh."""
     h = hashlib.blake2b(digest_size=8)
-    for fn in (split_identifier, expand, search_text, symbol_name):
+    for fn in (_parts, expand, search_text, symbol_name):
         h.update(inspect.getsource(fn).encode())
     return h.hexdigest()
 

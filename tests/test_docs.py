@@ -5,6 +5,10 @@ The parser is the one ``coderag`` itself builds (``cli.build_parser()``, face mo
 Every sub-command must be named in README.md as ``coderag NAME`` (or as one of the
 alternatives in ``coderag hook install|uninstall|run``), every long option must appear as a
 whole word, and every sub-command's ``--help`` must have a description and an example.
+
+argparse offers no public way to list a parser's options or sub-parsers, so the walk reads
+argparse's own ``_actions`` (a name of the standard library, not of coderag; the suite
+reaches none of coderag's private names).
 """
 
 from __future__ import annotations

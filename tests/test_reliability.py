@@ -22,7 +22,6 @@ import pytest
 
 from coderag import Index
 from coderag.errors import CoderagError
-from coderag.files import decode, read_bytes, walk
 from coderag.store import SCHEMA_VERSION
 
 from .conftest import FIXTURES, rows_of, run_cli
@@ -136,48 +135,6 @@ def test_corpus_second_run_reports_again_and_changes_nothing(corpus, embedder):
     assert rows_of(root) == before
     hits = Index(root, embedder=embedder).search("alpha_walker", mode="lexical", k=3)
     assert hits and hits[0].path == "ok/alpha.py"
-
-
-@pytest.mark.parametrize(
-    ("data", "expect"),
-    [
-        (b"a" * 5 * 2**20, "minified or generated"),  # 5 MB on one line, whatever the size cap
-        (b"\xff\xfe" + "x = 1\r\n".encode("utf-16-le"), "x = 1\n"),
-        (b"\xfe\xff" + "x = 1\n".encode("utf-16-be"), "x = 1\n"),
-        ("x = 'ß'\n".encode("utf-32"), "x = 'ß'\n"),
-        (b"\xff\xfex", "invalid UTF-16"),
-        (b"\xff\xfe\x00\x00\x00", "invalid UTF-32"),
-        (b"\xef\xbb\xbfx = 1\r", "x = 1\n"),
-        ("na\u00efve\n".encode("latin-1"), "na\u00efve\n"),
-        ("\u201cq\u201d\n".encode("cp1252"), "\u201cq\u201d\n"),
-        ("gr\u00fc\u00dfe ".encode() + b"\xe9\n", "gr\u00fc\u00dfe \ufffd\n"),
-        (b"\x81\x8d\xe9 ok\n", "\x81\x8d\u00e9 ok\n"),  # not cp1252 either: Latin-1, few controls
-        (b"\x01\x02\x03\x04" * 64, "binary"),
-        (b"ok\n" * 5000 + b"\x00", "binary"),
-        (b"a\x1b[31mred\x1b[0m\n" * 100, "a\x1b[31mred\x1b[0m\n" * 100),  # ANSI colours are text
-        (b"", ""),
-    ],
-    ids=lambda v: repr(v)[:24] if isinstance(v, bytes | str) else None,
-)
-def test_decode(data, expect):
-    got = decode("f.py", data)
-    if hasattr(got, "reason"):
-        assert got.reason.startswith(expect), got
-    else:
-        assert got.text == expect
-
-
-def test_read_bytes_never_blocks_follows_or_raises(tmp_path):
-    (tmp_path / "f.py").write_text("x = 1\n")
-    os.mkfifo(tmp_path / "fifo.py")
-    os.symlink("f.py", tmp_path / "link.py")
-    (tmp_path / "folder.py").mkdir()
-    assert read_bytes(tmp_path, "f.py", 100) == b"x = 1\n"
-    assert read_bytes(tmp_path, "f.py", 3).reason.startswith("larger than")
-    assert read_bytes(tmp_path, "gone.py", 100).reason == "vanished before it could be read"
-    assert read_bytes(tmp_path, "fifo.py", 100).reason.startswith("not a regular file")  # no hang
-    assert read_bytes(tmp_path, "link.py", 100).reason.startswith("symbolic link")
-    assert read_bytes(tmp_path, "folder.py", 100).reason == "is a folder"
 
 
 def test_file_deleted_between_listing_and_reading(smallrepo, make_index):
@@ -316,90 +273,6 @@ def test_unreadable_files_and_folders(tmp_path):
         secret.chmod(0o644)
         closed.chmod(0o755)
         half.chmod(0o755)
-
-
-# ------------------------------------------------------------------------- ignore rules
-GITIGNORE = """\
-# a comment, and a blank line
-
-\\#hash.txt
-\\!bang.txt
-*.log
-!keep.log
-trailing.txt~~~
-escaped\\~
-build-out/
-**/cache/**
-docs/**/draft-*.md
-[abc]-class.txt
-file[0-9].txt
-[!x]y.txt
-/anchored.txt
-logs/
-!logs/important.log
-/data/*
-!/data/keep/
-deep/**/leaf.txt
-*.tmp
-!/special.tmp
-sub/*.md
-everything/
-!everything/wanted.py
-/whitelist/*
-!/whitelist/*.py
-""".replace("~", " ")  # "~" stands for a trailing space (trimmed by git unless escaped)
-SUB_GITIGNORE = "*.txt\n!important.txt\n/only-here.py\nnested/\n"
-DEEPER_GITIGNORE = "!*.txt\n"
-IGNORE_TREE = """
-#hash.txt !bang.txt a.log keep.log sub/b.log trailing.txt escaped plain.py
-build-out/x.py x/build-out a/cache/b/c.py cache/top.py cachey/top.py
-docs/x/y/draft-1.md docs/draft-2.md docs/final.md a-class.txt d-class.txt
-file1.txt filex.txt ay.txt xy.txt anchored.txt sub/anchored.txt
-logs/important.log logs/x.txt data/a.txt data/keep/b.txt data/drop/c.txt
-deep/leaf.txt deep/a/b/leaf.txt x.tmp special.tmp sub/special.tmp
-sub/readme.md sub/inner/readme.md readme.md sub/a.txt sub/important.txt
-sub/only-here.py sub/x/only-here.py sub/nested/f.py nested/f.py sub/deeper/z.txt
-everything/wanted.py everything/other.py whitelist/a.py whitelist/b.txt whitelist/deep/c.py
-""".split()
-
-
-def test_gitignore_odd_patterns_match_git(tmp_path):
-    """Negations, ``**``, trailing spaces (plain and escaped), escaped ``#`` and ``!``,
-    character classes, anchoring, nested ``.gitignore`` files, re-including below an
-    excluded folder (git cannot, so neither may we): the walk lists exactly the files
-    ``git ls-files --others --exclude-standard`` lists."""
-    from coderag.config import Config
-
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed: it is the oracle here")
-    root = tmp_path / "repo"
-    root.mkdir()
-    env = {
-        **os.environ,
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "HOME": str(tmp_path),
-        "XDG_CONFIG_HOME": str(tmp_path),
-    }
-    subprocess.run(["git", "init", "-q", str(root)], check=True, env=env)
-    (root / ".gitignore").write_text(GITIGNORE)
-    for rel in [*IGNORE_TREE, "escaped "]:
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(f"# {rel}\n")
-    (root / "sub" / ".gitignore").write_text(SUB_GITIGNORE)
-    (root / "sub" / "deeper").mkdir(exist_ok=True)
-    (root / "sub" / "deeper" / ".gitignore").write_text(DEEPER_GITIGNORE)
-    out = subprocess.run(
-        ["git", "ls-files", "--others", "--exclude-standard", "-z"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        check=True,
-    ).stdout
-    by_git = {p for p in os.fsdecode(out).split("\0") if p}
-    found, _ = walk(root, Config())
-    assert {f.path for f in found} == by_git
 
 
 # =============================================================================== damage

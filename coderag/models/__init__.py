@@ -18,12 +18,18 @@ from .load import (
     BUNDLED_MODEL_ID,
     bundled_model_path,
     clear_cache,
+    cuda_impossible,
     load_embedder,
     load_reranker,
 )
 from .reranker import Reranker
 from .static import distill_static
-from .tokens import TokenCounterCopy, export_token_counter, load_token_counter
+from .tokens import (
+    TokenCounterCopy,
+    bundled_token_counter,
+    export_token_counter,
+    load_token_counter,
+)
 
 __all__ = [
     "BUNDLED_MODEL_ID",
@@ -32,7 +38,9 @@ __all__ = [
     "Reranker",
     "TokenCounterCopy",
     "bundled_model_path",
+    "bundled_token_counter",
     "clear_cache",
+    "cuda_impossible",
     "distill_static",
     "export_query_encoder",
     "export_token_counter",

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -86,6 +87,18 @@ def cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
+
+
+def cuda_impossible() -> bool:
+    """True when this machine cannot have a CUDA GPU (macOS; Linux with no NVIDIA driver
+    loaded and no WSL GPU device), so ``model="auto"`` is the bundled model for certain.
+    False means "ask torch" (:func:`cuda_available`). Imports nothing."""
+    if sys.platform == "darwin":
+        return True
+    if sys.platform.startswith("linux"):
+        probes = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
+        return not any(os.path.exists(p) for p in probes)
+    return False
 
 
 def default_device() -> str:

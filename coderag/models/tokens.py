@@ -46,11 +46,32 @@ class TokenCounterCopy:
         return len(self._tok.encode(text, add_special_tokens=False).ids)
 
 
+def bundled_token_counter() -> TokenCounterCopy:
+    """The bundled model's tokenizer, read from its package folder without torch: a first
+    build on a CPU that stores no model vectors (``--lexical-only``, ``static = only``) sizes
+    its chunks with it instead of loading the model. Its identity is the model's: id, width
+    (``hidden_size``; mean pooling, no projection) and token budget (``max_seq_length``, as the
+    :class:`~coderag.models.embedder.Embedder` takes it)."""
+    from .load import BUNDLED_MODEL_ID, bundled_model_path
+
+    folder = bundled_model_path()
+    config = json.loads((folder / "config.json").read_text())
+    st = json.loads((folder / "sentence_bert_config.json").read_text())
+    meta = {"model": BUNDLED_MODEL_ID, "dim": config["hidden_size"]}
+    counter = TokenCounterCopy(folder, {**meta, "max_tokens": st["max_seq_length"]})
+    counter.device, counter.dtype = "cpu", "float32"  # what the model loads as on a CPU
+    return counter
+
+
 def export_token_counter(embedder: Any, folder: Path) -> Path:
-    """Write ``embedder``'s counting tokenizer and token budget into ``folder`` (any model)."""
+    """Write ``embedder``'s counting tokenizer and token budget into ``folder`` (any model,
+    or a :class:`TokenCounterCopy`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    counting_tokenizer(embedder.tokenizer).save(str(folder / "tokenizer.json"))
+    if isinstance(embedder, TokenCounterCopy):
+        embedder._tok.save(str(folder / "tokenizer.json"))
+    else:
+        counting_tokenizer(embedder.tokenizer).save(str(folder / "tokenizer.json"))
     meta = {
         "format": TOKEN_COUNTER_FORMAT,
         "model": embedder.model_id,
