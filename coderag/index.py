@@ -7,7 +7,9 @@ Refresh is incremental and runs in two phases (progressive indexing):
    of files. Chunks whose embedding text was embedded before (by any file, any branch)
    get their vector from the cache at once; the rest are stored without one. A file's
    row in ``files`` is written only after its chunks are, so an interrupted run redoes
-   it and never leaves it half done. Lexical search works from here on.
+   it and never leaves it half done. Each chunk row also gets its static vector as it is
+   written (the fast tier; an index without them gets them from a catch-up pass, 1b).
+   Lexical and static dense search work from here on.
 2. **Embed.** Chunks without a vector are embedded, most useful first, in batches, each
    batch committed to the cache and the chunks table. Interrupting loses at most the
    batch in flight; the next run continues with what is missing.
