@@ -550,6 +550,7 @@ class Index:
         if self._writes >= 64 or full:
             store.optimize()  # also folds new rows into the vector indexes
             self._writes = 0
+            _release_memory()  # compaction's buffers, before an index build needs its own
         made = store.ensure_indexes()
         if made:
             stats.notes.append(
@@ -1016,24 +1017,29 @@ class Index:
         mode the lexical half runs in a second thread while the dense half runs here (both
         spend their time in LanceDB's native code, outside the GIL)."""
 
+        # a docstring hit is shown as its definition, unless docs are what was asked for;
+        # each half looks up the owners of its own doc hits (in its own thread)
+        def owners_of(rows: list[dict]) -> list[dict]:
+            return store.owners(rows) if kind is None else []
+
         def lexical_half():
             if mode not in ("hybrid", "lexical"):
-                return [], []
+                return [], [], []
             names, _ = rank.query_symbols(query)
-            return (
-                store.lexical(rank.query_terms(query), depth, where),
-                store.definitions(names, depth, where),
-            )
+            lexical = store.lexical(rank.query_terms(query), depth, where)
+            return lexical, store.definitions(names, depth, where), owners_of(lexical)
 
         other = self._pool().submit(lexical_half) if mode == "hybrid" else None
         dense: list[dict] = []
+        dense_owners: list[dict] = []
         try:
             if mode in ("hybrid", "dense"):
                 dense = self._dense_half(store, meta, query, is_code, depth, where, counts)
+                dense_owners = owners_of(dense)
         finally:
-            lexical, definitions = other.result() if other is not None else lexical_half()
-        # a docstring hit is shown as its definition, unless docs are what was asked for
-        owners = store.owners([*lexical, *dense]) if kind is None else []
+            lexical, definitions, owners = other.result() if other is not None else lexical_half()
+        seen = {r["id"] for r in owners}
+        owners += [r for r in dense_owners if r["id"] not in seen]
         return rank.Candidates(lexical, dense, definitions, owners)
 
     def _dense_half(self, store, meta, query, is_code, depth, where, counts) -> list[dict]:

@@ -90,8 +90,11 @@ EXPECTED_COLUMNS = {
 #: second where IVF-PQ took 77 s at that size; the candidates are re-ranked exactly
 #: (bench/scale.py measures recall@10 against the exhaustive search)
 ANN_MIN_ROWS = 50_000
+METADATA_CACHE_MIB = 64  # LanceDB's per-connection cache of table manifests
 ANN_NPROBES = 50
 ANN_REFINE = 10
+#: training vectors per partition (LanceDB's default 256 held ~260 MB at 1M chunks)
+ANN_SAMPLE_RATE = 128
 #: MiB the full-text index build may hold (LanceDB's default grows with the table: ~1 GB
 #: more peak memory at 1M chunks)
 FTS_BUILD_MIB = 512
@@ -259,6 +262,9 @@ class Store:
             self.db = lancedb.connect(
                 str(db_path),
                 read_consistency_interval=timedelta(0) if fresh_reads else None,
+                # the metadata cache (1 GiB by default) keeps the manifest of every version
+                # a first build commits: 150-250 MB of peak RSS at 300k chunks
+                session=lancedb.Session(metadata_cache_size_bytes=METADATA_CACHE_MIB << 20),
             )
             self._names = set(self._table_names())
         except Exception as e:  # noqa: BLE001 - any failure here means a damaged folder
@@ -542,7 +548,11 @@ class Store:
                 continue
             if t.count_rows(f"{flag} IS NOT TRUE"):
                 continue
-            config = IvfRq(distance_type="cosine", num_partitions=max(16, int(n**0.5)))
+            config = IvfRq(
+                distance_type="cosine",
+                num_partitions=max(16, int(n**0.5)),
+                sample_rate=ANN_SAMPLE_RATE,
+            )
             t.create_index(column, config=config)  # with a config the first argument is the column
             made.append(column)
         if made:
@@ -734,8 +744,12 @@ class Store:
         if not keys:
             return []
         paths = sorted({p for p, _ in keys})[:200]
+        symbols = sorted({s for _, s in keys})
+        # the symbols too, not only the paths: a file's other definitions (their whole texts)
+        # were most of a hybrid search's owner lookup
         flt = (
             f"path IN ({', '.join(sql_str(p) for p in paths)})"
+            f" AND symbol IN ({', '.join(sql_str(s) for s in symbols)})"
             " AND kind IN ('function', 'method', 'class')"
         )
         return [r for r in self.rows_for(flt) if (r["path"], r["symbol"]) in keys]
