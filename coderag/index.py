@@ -1046,9 +1046,11 @@ class Index:
         static = self._static_tier(store, counts)
         if static is not None:
             model, weights = static
-            return store.static_dense(model.embed([query], weights)[0], depth, where)
+            vec = model.embed([query], weights)[0]
+            complete = counts is not None and counts["static_pending"] == 0
+            return store.static_dense(vec, depth, where, complete=complete)
         vec = self._query_vector(query, "code" if is_code else "nl", meta)
-        return store.dense(vec, depth, where)
+        return store.dense(vec, depth, where, complete=counts is not None and not counts["pending"])
 
     def _pool(self):
         if self._threads is None:

@@ -561,11 +561,17 @@ class Store:
         return made
 
     def static_dense(
-        self, vector: np.ndarray, k: int, where: str | None, *, exact: bool = False
+        self,
+        vector: np.ndarray,
+        k: int,
+        where: str | None,
+        *,
+        exact: bool = False,
+        complete: bool = False,
     ) -> list[dict]:
         """Nearest chunks by static vector (cosine), among those that have one; ``exact``
         scans every vector instead of using the index (what the index is measured against)."""
-        return self._nearest("svector", "sembedded", vector, k, where, exact=exact)
+        return self._nearest("svector", "sembedded", vector, k, where, exact, complete)
 
     def pending(self, limit: int) -> list[dict]:
         """Chunks still without a vector, most useful first (``limit`` 0 = all of them)."""
@@ -683,23 +689,40 @@ class Store:
                     pass
 
     def dense(
-        self, vector: np.ndarray, k: int, where: str | None, *, exact: bool = False
+        self,
+        vector: np.ndarray,
+        k: int,
+        where: str | None,
+        *,
+        exact: bool = False,
+        complete: bool = False,
     ) -> list[dict]:
         """Nearest chunks by the model's vector (cosine), among those that have one."""
-        return self._nearest("vector", "embedded", vector, k, where, exact=exact)
+        return self._nearest("vector", "embedded", vector, k, where, exact, complete)
 
     def _nearest(
-        self, column: str, flag: str, vector, k: int, where: str | None, exact: bool = False
+        self,
+        column: str,
+        flag: str,
+        vector,
+        k: int,
+        where: str | None,
+        exact: bool = False,
+        complete: bool = False,
     ) -> list[dict]:
-        flt = f"{flag} = true" + (f" AND ({where})" if where else "")
+        """``complete``: the caller knows every row has a vector in ``column`` (its counts of
+        this snapshot say so), so only ``where`` filters (the flag filter cost ~10 of 23 ms
+        of an exhaustive search over 22k chunks)."""
+        flts = ([] if complete else [f"{flag} = true"]) + ([f"({where})"] if where else [])
         q = (
             self._table("chunks")
             .search(vector.astype(np.float32), vector_column_name=column)
             .distance_type("cosine")
-            .where(flt, prefilter=True)
             .select([*RESULT_COLUMNS, "_distance"])
             .limit(k)
         )
+        if flts:
+            q = q.where(" AND ".join(flts), prefilter=True)
         if exact:
             q = q.bypass_vector_index()
         elif column in self.ann_columns():  # rows added since the index are scanned too
