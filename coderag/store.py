@@ -767,14 +767,17 @@ class Store:
         if not keys:
             return []
         paths = sorted({p for p, _ in keys})[:200]
-        symbols = sorted({s for _, s in keys})
-        # the symbols too, not only the paths: a file's other definitions (their whole texts)
-        # were most of a hybrid search's owner lookup
         flt = (
             f"path IN ({', '.join(sql_str(p) for p in paths)})"
-            f" AND symbol IN ({', '.join(sql_str(s) for s in symbols)})"
             " AND kind IN ('function', 'method', 'class')"
         )
+        # the symbols too, not only the paths: a file's other definitions (their whole texts)
+        # were most of a hybrid search's owner lookup. A symbol that cannot be quoted (a
+        # hostile file's control characters) leaves the lookup by path; the pairs decide below.
+        try:
+            flt += f" AND symbol IN ({', '.join(sql_str(s) for s in sorted({s for _, s in keys}))})"
+        except CoderagError:
+            pass
         return [r for r in self.rows_for(flt) if (r["path"], r["symbol"]) in keys]
 
     def rows_for(self, where: str, columns: list[str] | None = None) -> list[dict]:
