@@ -1046,11 +1046,9 @@ class Index:
         static = self._static_tier(store, counts)
         if static is not None:
             model, weights = static
-            vec = model.embed([query], weights)[0]
-            complete = counts is not None and counts["static_pending"] == 0
-            return store.static_dense(vec, depth, where, complete=complete)
+            return store.static_dense(model.embed([query], weights)[0], depth, where)
         vec = self._query_vector(query, "code" if is_code else "nl", meta)
-        return store.dense(vec, depth, where, complete=counts is not None and not counts["pending"])
+        return store.dense(vec, depth, where)
 
     def _pool(self):
         if self._threads is None:

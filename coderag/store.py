@@ -561,17 +561,11 @@ class Store:
         return made
 
     def static_dense(
-        self,
-        vector: np.ndarray,
-        k: int,
-        where: str | None,
-        *,
-        exact: bool = False,
-        complete: bool = False,
+        self, vector: np.ndarray, k: int, where: str | None, *, exact: bool = False
     ) -> list[dict]:
         """Nearest chunks by static vector (cosine), among those that have one; ``exact``
         scans every vector instead of using the index (what the index is measured against)."""
-        return self._nearest("svector", "sembedded", vector, k, where, exact, complete)
+        return self._nearest("svector", "sembedded", vector, k, where, exact=exact)
 
     def pending(self, limit: int) -> list[dict]:
         """Chunks still without a vector, most useful first (``limit`` 0 = all of them)."""
@@ -689,31 +683,18 @@ class Store:
                     pass
 
     def dense(
-        self,
-        vector: np.ndarray,
-        k: int,
-        where: str | None,
-        *,
-        exact: bool = False,
-        complete: bool = False,
+        self, vector: np.ndarray, k: int, where: str | None, *, exact: bool = False
     ) -> list[dict]:
         """Nearest chunks by the model's vector (cosine), among those that have one."""
-        return self._nearest("vector", "embedded", vector, k, where, exact, complete)
+        return self._nearest("vector", "embedded", vector, k, where, exact=exact)
 
     def _nearest(
-        self,
-        column: str,
-        flag: str,
-        vector,
-        k: int,
-        where: str | None,
-        exact: bool = False,
-        complete: bool = False,
+        self, column: str, flag: str, vector, k: int, where: str | None, exact: bool = False
     ) -> list[dict]:
-        """``complete``: the caller knows every row has a vector in ``column`` (its counts of
-        this snapshot say so), so only ``where`` filters (the flag filter cost ~10 of 23 ms
-        of an exhaustive search over 22k chunks)."""
-        flts = ([] if complete else [f"{flag} = true"]) + ([f"({where})"] if where else [])
+        # the flag filter only when some row lacks a vector there (this snapshot's cached
+        # counts say): it cost ~10 of 23 ms of an exhaustive search over 22k chunks
+        missing = self.counts()["pending" if column == "vector" else "static_pending"]
+        flts = ([f"{flag} = true"] if missing else []) + ([f"({where})"] if where else [])
         q = (
             self._table("chunks")
             .search(vector.astype(np.float32), vector_column_name=column)

@@ -208,7 +208,7 @@ def test_chunk_rows_round_trip_with_and_without_vectors(store: Store):
     assert store.count_pending() == 1 and store.count_static_pending() == 2
 
 
-def test_dense_search_skips_rows_without_a_vector_unless_told_every_row_has_one(store: Store):
+def test_dense_search_skips_rows_without_a_vector_while_there_are_any(store: Store):
     near = make_row(make_chunk("a.py", 1), vector=[1.0, 0.0, 0.0, 0.0])
     far = make_row(make_chunk("b.py", 1), vector=[0.0, 1.0, 0.0, 0.0])
     missing = make_row(make_chunk("c.py", 1))
@@ -217,11 +217,11 @@ def test_dense_search_skips_rows_without_a_vector_unless_told_every_row_has_one(
     assert [r["id"] for r in store.dense(query, 10, None)] == [near["id"], far["id"]]
     store.set_vectors([missing["id"]], np.array([[0.0, 0.0, 1.0, 0.0]], dtype=np.float32))
     assert store.count_pending() == 0
-    filtered = [r["id"] for r in store.dense(query, 10, None)]
-    unfiltered = [r["id"] for r in store.dense(query, 10, None, complete=True)]
-    assert filtered == unfiltered == [near["id"], far["id"], missing["id"]]
+    every = [r["id"] for r in store.dense(query, 10, None)]
+    exact = [r["id"] for r in store.dense(query, 10, None, exact=True)]
+    assert every == exact == [near["id"], far["id"], missing["id"]]
     # the caller's own filter still applies without the flag's
-    only_b = store.dense(query, 10, "path = 'b.py'", complete=True)
+    only_b = store.dense(query, 10, "path = 'b.py'")
     assert [r["id"] for r in only_b] == [far["id"]]
 
 
