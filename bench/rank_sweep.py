@@ -8,6 +8,10 @@ own metric (``run_peer.score_task``), the shipped set with ``coderag.evaluate.sc
     python bench/rank_sweep.py                               # defaults only
     python bench/rank_sweep.py --vary rrf_k=5,10,20 --vary dense=0.5,0.7,1.0
     python bench/rank_sweep.py --eval-repo /tmp/evalcorpus   # include the shipped set
+    python bench/rank_sweep.py --repo none --funcq tune      # funcq's tune half only
+
+``--funcq SPLIT`` adds bench/funcq (function-level MRR@10, hybrid, the index that
+``bench/funcq_eval.py`` builds); tune on ``tune``, report ``heldout`` once.
 
 A repository is searched in hybrid mode when all its chunks have vectors, else lexically
 (the row says which). Needs the indexes of ``bench/peer_dev.py --index``.
@@ -43,6 +47,8 @@ def collect(idx, queries: list[tuple[str, bool | None]], mode: str, depth: int =
     """Candidates of each query, retrieved once (the expensive, variant-independent part)."""
     from coderag import rank
 
+    # the static list too, when the index has both kinds of vector (variants weigh it)
+    idx.weights = dataclasses.replace(idx.weights, static=1.0)
     store = idx._open_store().snapshot()
     meta = store.meta()
     out = []
@@ -58,9 +64,32 @@ FILES = False  # --files: rank files (``coderag search --files``) instead of chu
 def ranked_hits(cands, query: str, weights, k: int = 10) -> list[dict]:
     from coderag import rank
 
-    fused = rank.rank(*cands[0], query, weights, code=cands[1])
+    c = cands[0]
+    fused = rank.rank(*c[:4], query, weights, code=cands[1], static=c.static)
     pick = rank.by_file if FILES else rank.collapse
     return [dict(r, score=s) for r, s in pick(fused, k)]
+
+
+def funcq_suite(emb, split: str):
+    """bench/funcq's ``split`` half: hybrid candidates on its index, function-level MRR@10."""
+    sys.path.insert(0, str(HERE / "funcq"))
+    import funcq_eval
+    import queryset
+    import resolve
+
+    from coderag import Index
+
+    root = funcq_eval.index_root(False)
+    qs = [q for q in resolve.resolve_all(root, queryset.load()) if q["split"] == split]
+    idx = Index(root, embedder=emb)
+    cands = collect(
+        idx, [(q["query"], True if q["kind"] == "code" else None) for q in qs], "hybrid"
+    )
+
+    def fn_mrr(hits, q):
+        return funcq_eval.score(hits, q["relevant"], funcq_eval.chunk_match)["fn_mrr"]
+
+    return ("funcq", "hybrid", [(q["query"], q) for q in qs], cands, fn_mrr)
 
 
 def main() -> int:
@@ -74,6 +103,7 @@ def main() -> int:
     ap.add_argument(
         "--vary", action="append", default=[], help="Weights field=v1,v2,... (grid over all)"
     )
+    ap.add_argument("--funcq", choices=("tune", "heldout"), help="add bench/funcq's half")
     ap.add_argument("--per-repo", action="store_true")
     ap.add_argument("--files", action="store_true", help="score `search --files` rankings")
     args = ap.parse_args()
@@ -87,7 +117,8 @@ def main() -> int:
     from coderag.models import load_embedder
 
     emb = load_embedder("auto")
-    manifest = json.loads((Path(args.cache) / "manifest.json").read_text())["repos"]
+    listed = Path(args.cache) / "manifest.json"
+    manifest = json.loads(listed.read_text())["repos"] if listed.exists() else {}
     remaps = json.loads((PEER / "span_remap.json").read_text())
     published = json.loads((PEER / "published.json").read_text())["methods"]["semble-hybrid"][
         "repos"
@@ -102,7 +133,7 @@ def main() -> int:
     ] or [base]
 
     suites = []  # (name, mode, tasks, candidates, scorer)
-    for name in args.repo or sorted(manifest):
+    for name in [r for r in args.repo if r != "none"] or ([] if args.repo else sorted(manifest)):
         info = manifest[name]
         work = Path(args.work) / name
         if not (work / ".coderag").is_dir():
@@ -142,6 +173,9 @@ def main() -> int:
                 )
             )
 
+    if args.funcq:
+        suites.append(funcq_suite(emb, args.funcq))
+
     for w in variants:
         label = ", ".join(f"{f}={getattr(w, f)}" for f, _ in grid) or "defaults"
         per = {}
@@ -151,12 +185,14 @@ def main() -> int:
                 for (q, item), c in zip(items, cands, strict=True)
             ]
             per[name] = statistics.mean(scores)
-        peer = [n for n, *_ in suites if not n.startswith("shipped-")]
+        peer = [n for n, *_ in suites if not n.startswith("shipped-") and n != "funcq"]
         line = f"{label:40s}"
         if peer:
             line += f" peer mean {statistics.mean(per[n] for n in peer):.4f} ({len(peer)} repos)"
             pubs = [published[n]["ndcg10"] for n in peer if n in published]
             line += f" [semble {statistics.mean(pubs):.4f}]" if len(pubs) == len(peer) else ""
+        if "funcq" in per:
+            line += f"  funcq {args.funcq} fn MRR@10 {per['funcq']:.4f}"
         if "shipped-hybrid" in per:
             best_single = max(per["shipped-lexical"], per["shipped-dense"])
             line += (

@@ -165,7 +165,7 @@ def warm_queries(root: Path) -> dict:
                 times.append((time.perf_counter() - t0) * 1000)
         out[mode] = {"p50_ms": round(pct(times, 0.5), 1), "p95_ms": round(pct(times, 0.95), 1)}
     store = Store(root)
-    model, weights = idx._static_tier(store)  # noqa: SLF001 - the bench asks what search used
+    model, weights = idx._static_usable(store)  # noqa: SLF001 - what search used
     recalls = []
     for q in QUESTIONS:
         vec = model.embed([q], weights)[0]

@@ -50,6 +50,9 @@ class Config:
     rrf_k: int = 10
     dense_weight: float = 1.5
     lexical_weight: float = 1.0
+    #: the static vectors' list beside the model's once both cover the index (0 = the
+    #: model's alone; measured: shipped set +0.023 NDCG@10 at 0.25, funcq tune -0.047 MRR)
+    static_weight: float = 0.0
     #: how many candidates each retriever contributes before fusion
     candidates: int = 100
     #: second stage: "auto" (on when queries are embedded on a GPU), "on" or "off"
@@ -118,6 +121,7 @@ _RANGES: dict[str, tuple[type, float, float]] = {
     "rrf_k": (int, 1, 1_000_000),
     "dense_weight": (float, 0, 1_000),
     "lexical_weight": (float, 0, 1_000),
+    "static_weight": (float, 0, 1_000),
     "candidates": (int, 1, 10_000),
     "rerank_depth": (int, 1, 10_000),
     "lock_timeout": (float, 0, 86_400),

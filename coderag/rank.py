@@ -241,6 +241,9 @@ class Weights:
     saturation: float = 0.5  # per extra hit from a file already listed
     priors: bool = True
     plural_paths: bool = True  # path word "impls" also matches "implementations"
+    #: the static tier's list beside the model's when both kinds of vector exist (0: the
+    #: model's list alone); scaled like ``dense`` for identifiers and code snippets
+    static: float = 0.0
 
 
 _DEFINITION_KINDS = frozenset({"function", "method", "class"})
@@ -255,6 +258,8 @@ class Candidates(NamedTuple):
     definitions: Sequence[dict] = ()
     #: definition chunks owning doc chunks among the candidates
     owners: Sequence[dict] = ()
+    #: nearest chunks by static vector, when they are searched beside the model's
+    static: Sequence[dict] = ()
 
 
 #: chunk id → score, and chunk id → row: what every step below reads and changes
@@ -270,17 +275,22 @@ def rank(
     query: str,
     w: Weights,
     code: bool = False,
+    static: Sequence[dict] = (),
 ) -> list[tuple[dict, float]]:
     """Fuse the candidate lists and apply boosts and priors; best first.
 
     ``definitions`` are chunks that define a symbol named in the query, fetched by name
     whether or not a retriever found them; ``owners`` are the definition chunks of doc
-    chunks among the candidates (a docstring hit is shown as its function). Every step
-    after :func:`fuse` sees one entry per definition.
+    chunks among the candidates (a docstring hit is shown as its function); ``static`` is a
+    second dense list (static vectors) weighted by ``w.static``. Every step after
+    :func:`fuse` sees one entry per definition.
     """
     names, strength = query_symbols(query)
+    lists = [(lexical, w.lexical), (dense, dense_weight(w, strength, code))]
+    if static and w.static > 0:
+        lists.append((static, dense_weight(w, strength, code, w.static)))
     score, rows = fuse(
-        [(lexical, w.lexical), (dense, dense_weight(w, strength, code))],
+        lists,
         w.fusion,
         w.rrf_k,
         extra=(*definitions, *owners),  # candidates only by name or ownership: no score yet
@@ -297,9 +307,12 @@ def rank(
     return saturate(apply_priors(score, rows) if w.priors else score, rows, w.saturation)
 
 
-def dense_weight(w: Weights, strength: float, code: bool) -> float:
-    """The dense list's weight: lower for a bare identifier and for a code snippet."""
-    weight = w.dense * (w.symbol_query_dense if strength == 1.0 else 1.0)
+def dense_weight(w: Weights, strength: float, code: bool, base: float | None = None) -> float:
+    """A dense list's weight (``base``, default ``w.dense``): lower for a bare identifier and
+    for a code snippet."""
+    weight = (w.dense if base is None else base) * (
+        w.symbol_query_dense if strength == 1.0 else 1.0
+    )
     return weight * (w.code_query_dense if code else 1.0)
 
 

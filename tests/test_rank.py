@@ -123,6 +123,21 @@ def test_fusion_scores():
     assert dict((r["id"], s) for r, s in both)["1"] == pytest.approx((1.0 + 1.5) / 11)
 
 
+def test_a_static_list_beside_the_models_counts_only_with_a_weight():
+    a, b, c = row(1, "a.py"), row(2, "b.py"), row(3, "c.py")
+    w = Weights(fusion="rrf", dense=1.0, code_query_dense=0.5, **_plain())
+    static = [c, a]  # found by the static vectors only / by both
+    off = dict((r["id"], s) for r, s in rank.rank([a], [b], [], [], "q", w, static=static))
+    assert "3" not in off and off["1"] == pytest.approx(1 / 11)
+    on = dataclasses.replace(w, static=0.5)
+    got = dict((r["id"], s) for r, s in rank.rank([a], [b], [], [], "q", on, static=static))
+    assert got["3"] == pytest.approx(0.5 / 11)
+    assert got["1"] == pytest.approx(1 / 11 + 0.5 / 12)
+    # scaled like the model's list for a code snippet
+    code = dict((r["id"], s) for r, s in rank.rank([], [], [], [], "q", on, True, static))
+    assert code["3"] == pytest.approx(0.25 / 11)
+
+
 def _w(fusion: str) -> Weights:
     return Weights(fusion=fusion, rrf_k=10, dense=1.5, **_plain())
 

@@ -59,11 +59,24 @@ class StaticModel:
         self._tok.no_padding()
         self._tok.enable_truncation(MAX_TOKENS)
 
-    def token_ids(self, texts: list[str]) -> list[np.ndarray]:
-        """Each text's token ids (no special tokens, at most MAX_TOKENS)."""
-        encs = self._tok.encode_batch(texts, add_special_tokens=False)
+    def token_ids(
+        self, texts: list[str], known: dict[str, list[int]] | None = None
+    ) -> list[np.ndarray]:
+        """Each text's token ids (no special tokens, at most MAX_TOKENS). ``known``: ids this
+        same tokenizer gave some of the texts already (the chunker counted them)."""
         small = np.uint16 if self.vocab <= 1 << 16 else np.int32  # 2 bytes a token kept
-        return [np.asarray(e.ids, dtype=small) for e in encs]
+        known = known or {}
+        out: list = [known.get(t) for t in texts]
+        todo = [i for i, ids in enumerate(out) if ids is None]
+        encs = self._tok.encode_batch([texts[i] for i in todo], add_special_tokens=False)
+        for i, e in zip(todo, encs, strict=True):
+            out[i] = e.ids
+        return [np.asarray(ids[:MAX_TOKENS], dtype=small) for ids in out]
+
+    def same_tokenizer(self, counter) -> bool:
+        """Does ``counter`` (what sized the chunks) tokenize as this table does? Its model
+        is the one this table was distilled from, and it can hand its ids over."""
+        return getattr(counter, "model_id", None) == self.source and hasattr(counter, "recall")
 
     def vectors(self, ids: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
         """L2-normalised weighted means, float32 (n, dim); a text with no tokens is zero."""

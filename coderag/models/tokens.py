@@ -41,9 +41,23 @@ class TokenCounterCopy:
         self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tok.no_truncation()
         self._tok.no_padding()
+        self._memo: dict[str, list[int]] | None = None
 
     def count(self, text: str) -> int:
-        return len(self._tok.encode(text, add_special_tokens=False).ids)
+        ids = self._tok.encode(text, add_special_tokens=False).ids
+        if self._memo is not None:
+            self._memo[text] = ids
+        return len(ids)
+
+    def remember(self, on: bool) -> None:
+        """Keep the token ids of the texts counted from now on (until :meth:`recall`), for
+        a caller that needs them again: the static tier, when its tokenizer is this one."""
+        self._memo = {} if on else None
+
+    def recall(self) -> dict[str, list[int]]:
+        """The ids of the texts counted since the last call (then forgotten)."""
+        got, self._memo = self._memo or {}, {} if self._memo is not None else None
+        return got
 
 
 def bundled_token_counter() -> TokenCounterCopy:

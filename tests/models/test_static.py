@@ -80,6 +80,23 @@ def test_the_model_answers_once_its_vectors_cover_the_index(smallrepo, table, ma
 
 
 @pytest.mark.slow
+def test_static_weight_fuses_both_tiers_once_both_cover_the_index(smallrepo, table, make_index):
+    make_index(smallrepo).refresh()  # model and static vectors for every chunk
+    both = make_index(smallrepo, static_weight=0.25)
+    hits = both.search("wait longer between attempts when a transfer fails", mode="dense", k=5)
+    assert both.last_dense_tier == "both"
+    assert "upload_with_retry" in " ".join(h.symbol or "" for h in hits[:3])
+    model = make_index(smallrepo)  # the default: the model's list alone
+    model.search("wait longer between attempts when a transfer fails", mode="dense", k=5)
+    assert model.last_dense_tier == "model"
+    # a chunk the static list ranks first moves up against the model's list alone
+    q = "digest of a file read in blocks"
+    alone = [h.symbol for h in model.search(q, mode="dense", k=20)]
+    fused = [h.symbol for h in both.search(q, mode="dense", k=20)]
+    assert alone != fused
+
+
+@pytest.mark.slow
 def test_static_only_never_embeds_with_the_model_and_off_stores_none(smallrepo, table):
     only = Index(smallrepo, static="only")
     stats = only.refresh()  # the model's tokenizer sizes the chunks; no vector is computed
@@ -99,6 +116,14 @@ def test_a_first_build_writes_static_vectors_as_it_stores(smallrepo, table, monk
     from coderag.store import Store
 
     monkeypatch.setattr(index_mod, "STATIC_SAMPLE", 5)  # most rows come after the sample
+    handed_over = []  # texts whose ids the chunker's tokenizer passed on instead
+    token_ids = static.StaticModel.token_ids
+
+    def spy(self, texts, known=None):
+        handed_over.extend(t for t in texts if t in (known or {}))
+        return token_ids(self, texts, known)
+
+    monkeypatch.setattr(static.StaticModel, "token_ids", spy)
     for i in range(40):  # more files than phase 1's first commit takes
         (smallrepo / f"extra_{i}.py").write_text(f"def helper_{i}(x):\n    return x + {i}\n")
     stats = Index(smallrepo).refresh(lexical_only=True)
@@ -110,6 +135,8 @@ def test_a_first_build_writes_static_vectors_as_it_stores(smallrepo, table, monk
     want = table.embed([r["embed_text"] for r in rows], df.weights())
     got = np.array([r["svector"] for r in rows], dtype=np.float32)
     assert np.allclose(got, want, atol=1e-5)
+    # the chunker counted the longer texts with this tokenizer: those ids were reused
+    assert handed_over and set(handed_over) <= {r["embed_text"] for r in rows}
 
 
 def test_an_index_from_before_the_static_tier_gains_it(smallrepo, table, make_index):
