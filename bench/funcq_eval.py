@@ -73,10 +73,12 @@ def work_dir() -> Path:
     return Path(base) / "coderag-funcq-index" / funcq_corpus.cache_key()
 
 
-def index_root(rebuild: bool) -> Path:
-    """A private, writable copy of the corpus (the index lives in its .coderag folder)."""
+def index_root(rebuild: bool, model: str = "auto") -> Path:
+    """A private, writable copy of the corpus (the index lives in its .coderag folder), one
+    per model coderag embeds with."""
     src = funcq_corpus.corpus_root()
-    root = work_dir() / "corpus"
+    tag = "" if model == "auto" else "-" + hashlib.sha256(model.encode()).hexdigest()[:12]
+    root = work_dir() / f"corpus{tag}"
     if rebuild and root.exists():
         shutil.rmtree(root)
     if not root.exists():
@@ -373,6 +375,11 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=40, help="window length in lines (40)")
     ap.add_argument("--stride", type=int, default=20, help="window stride in lines (20)")
     ap.add_argument("--out", default=str(HERE / "results" / "funcq"), help="output stem")
+    ap.add_argument(
+        "--model",
+        default="auto",
+        help="coderag's embedding model (a local folder); the windows keep the bundled MiniLM",
+    )
     args = ap.parse_args()
 
     import numpy as np
@@ -381,12 +388,13 @@ def main() -> int:
     from coderag.models import load_embedder
 
     t_start = time.perf_counter()
-    root = index_root(args.rebuild)
+    root = index_root(args.rebuild, args.model)
     queries = resolve.resolve_all(root, queryset.load())
     say(f"{len(queries)} queries, every label resolved in {root}")
 
-    embedder = load_embedder("auto", device="cpu")
-    idx = Index(root, embedder=embedder)
+    embedder = load_embedder("auto", device="cpu")  # the windows' (the baseline's)
+    model = embedder if args.model == "auto" else load_embedder(args.model, device="cpu")
+    idx = Index(root, embedder=model, model=args.model)
     t0 = time.perf_counter()
     stats = idx.refresh(rebuild=args.rebuild)
     index_s = time.perf_counter() - t0
