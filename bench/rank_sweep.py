@@ -65,7 +65,9 @@ def ranked_hits(cands, query: str, weights, k: int = 10) -> list[dict]:
     from coderag import rank
 
     c = cands[0]
-    fused = rank.rank(*c[:4], query, weights, code=cands[1], static=c.static)
+    fused = rank.rank(
+        c.lexical, c.dense, c.definitions, c.owners, query, weights, cands[1], c.static
+    )
     pick = rank.by_file if FILES else rank.collapse
     return [dict(r, score=s) for r, s in pick(fused, k)]
 

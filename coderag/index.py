@@ -261,6 +261,12 @@ def _digest(*parts: object) -> str:
     return h.hexdigest()
 
 
+def _coverage(counts: dict, pending: str) -> float:
+    """Share of the chunks that have a vector: ``pending`` is "pending" (the model's) or
+    "static_pending" (the static tier's); an empty index counts as covered."""
+    return 1.0 - counts[pending] / counts["chunks"] if counts["chunks"] else 1.0
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -713,32 +719,28 @@ class Index:
         if statics is not None:
             counter = statics.sharing(counter)
         say("parse", total=len(todo))
-        try:
-            for jobs in _growing_batches(todo, first=16, most=FILE_BATCH):
-                batch = _Batch()
-                for entry, known_row in jobs:
-                    n = self._chunk_file(
-                        entry, known_row, batch, counter, key, contents, stats, force
-                    )
-                    say("parsed", files=1, chunks=n)
-                self._reuse_vectors(store, batch.rows, stats)
-                if statics is not None:
-                    statics.fill(batch.rows)
-                if batch.gone:
-                    store.delete_files(batch.gone)
-                    stats.files_removed += len(batch.gone)
-                if first:
-                    store.add_chunks(batch.rows)
-                else:
-                    store.replace_chunks(batch.replace, batch.rows)
-                store.upsert_files(batch.files)  # only now are these files done
-                if statics is not None:
-                    statics.settle(store, done=False)
+        for jobs in _growing_batches(todo, first=16, most=FILE_BATCH):
+            batch = _Batch()
+            for entry, known_row in jobs:
+                n = self._chunk_file(entry, known_row, batch, counter, key, contents, stats, force)
+                say("parsed", files=1, chunks=n)
+            self._reuse_vectors(store, batch.rows, stats)
             if statics is not None:
-                statics.settle(store, done=True)
-        finally:
-            if statics is not None and statics.shared:
-                statics.shared.remember(False)  # a counter kept by the index stops remembering
+                statics.fill(batch.rows)
+            if batch.gone:
+                store.delete_files(batch.gone)
+                stats.files_removed += len(batch.gone)
+            if first:
+                store.add_chunks(batch.rows)
+            else:
+                store.replace_chunks(batch.replace, batch.rows)
+            store.upsert_files(batch.files)  # only now are these files done
+            if statics is not None:
+                statics.settle(store, done=False)
+        if statics is not None:
+            statics.settle(store, done=True)
+            if statics.shared:
+                statics.shared.remember(False)  # the counter may serve on: it stops keeping ids
         stats.files_skipped = len(stats.skipped)
 
     def _chunk_file(self, entry, known_row, batch, counter, key, contents, stats, force) -> int:
@@ -1005,16 +1007,23 @@ class Index:
 
         where = where_clause(lang, kind, path)
         counts = store.counts()
-        self.last_dense_coverage = (
-            1.0 - counts["pending"] / counts["chunks"] if counts["chunks"] else 1.0
-        )
+        self.last_dense_coverage = _coverage(counts, "pending")
         is_code = rank.looks_like_code(query) if code is None else code
         depth = max(self.config.candidates, k * 3)
         cands = self._candidates(store, meta, query, mode, is_code, depth, where, kind, counts)
         weights = self.weights
         if self.last_dense_tier == "static":  # a weaker dense half: it leans less (measured)
             weights = dataclasses.replace(weights, dense=STATIC_DENSE_WEIGHT)
-        fused = rank.rank(*cands[:4], query, weights, code=is_code, static=cands.static)
+        fused = rank.rank(
+            cands.lexical,
+            cands.dense,
+            cands.definitions,
+            cands.owners,
+            query,
+            weights,
+            is_code,
+            cands.static,
+        )
         if path:
             keep = compile_glob(path)  # linear time, whatever the pattern
             fused = [(r, s) for r, s in fused if keep(r["path"])]
@@ -1082,9 +1091,7 @@ class Index:
         self.last_dense_tier = "model"
         if alone and usable is not None:
             self.last_dense_tier = "static"
-            self.last_dense_coverage = (
-                1.0 - counts["static_pending"] / counts["chunks"] if counts["chunks"] else 1.0
-            )
+            self.last_dense_coverage = _coverage(counts, "static_pending")
             return self._static_search(usable, store, query, depth, where), []
         dense = store.dense(
             self._query_vector(query, "code" if is_code else "nl", meta), depth, where
@@ -1124,7 +1131,7 @@ class Index:
         mode = self._static_mode()
         if mode != "auto":
             return mode == "only"
-        model_share = 1.0 - counts["pending"] / counts["chunks"] if counts["chunks"] else 1.0
+        model_share = _coverage(counts, "pending")
         return model_share < MODEL_COVERAGE and counts["pending"] > counts["static_pending"]
 
     def _rerank_wanted(self, rerank: bool | None) -> bool:
@@ -1250,10 +1257,8 @@ class Index:
             "dim": meta.get("dim"),
             "indexed_at": meta.get("indexed_at"),
             "bytes": store.size_bytes(),
-            "dense_coverage": round(1.0 - counts["pending"] / chunks, 4) if chunks else 1.0,
-            "static_coverage": (
-                round(1.0 - counts["static_pending"] / chunks, 4) if chunks else 1.0
-            ),
+            "dense_coverage": round(_coverage(counts, "pending"), 4),
+            "static_coverage": round(_coverage(counts, "static_pending"), 4),
             "commit": meta.get("commit"),
             "device": meta.get("device"),
             "schema_version": meta.get("schema_version"),

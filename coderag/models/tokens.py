@@ -56,7 +56,9 @@ class TokenCounterCopy:
 
     def recall(self) -> dict[str, list[int]]:
         """The ids of the texts counted since the last call (then forgotten)."""
-        got, self._memo = self._memo or {}, {} if self._memo is not None else None
+        got = self._memo or {}
+        if self._memo is not None:
+            self._memo = {}
         return got
 
 
