@@ -89,7 +89,7 @@ def test_static_weight_fuses_both_tiers_once_both_cover_the_index(smallrepo, tab
     model = make_index(smallrepo)  # the default: the model's list alone
     model.search("wait longer between attempts when a transfer fails", mode="dense", k=5)
     assert model.last_dense_tier == "model"
-    # a chunk the static list ranks first moves up against the model's list alone
+    # the static list takes part in the ranking: the order differs from the model's alone
     q = "digest of a file read in blocks"
     alone = [h.symbol for h in model.search(q, mode="dense", k=20)]
     fused = [h.symbol for h in both.search(q, mode="dense", k=20)]
