@@ -13,6 +13,8 @@
    the heldout half only with ``--heldout``.
 
     python bench/static_train.py --work /tmp/static-train            # ~10 min the first time
+    python bench/static_train.py --work /tmp/static-train --epochs 16 --lr 0.03 --ship
+                                        # (re)writes coderag's shipped table, as it was made
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def funcq_static_dense(tables: dict, split: str) -> dict:
     ids = model.token_ids([r["embed_text"] for r in rows])
     out = {}
     for name, table in tables.items():
-        model.table = table
+        model.table, model.scales = table if isinstance(table, tuple) else (table, None)
         vec = model.vectors(ids, df.weights())
         scores = []
         for q in qs:
@@ -144,6 +146,32 @@ def funcq_static_dense(tables: dict, split: str) -> dict:
     return out
 
 
+def ship(trained: np.ndarray, args) -> object:
+    """The trained table, int8, as coderag's shipped static table (coderag/models/static_code)."""
+    from sentence_transformers import SentenceTransformer
+
+    from coderag.models import BUNDLED_MODEL_ID, static
+    from coderag.models.load import bundled_model_path
+
+    tok = SentenceTransformer(str(bundled_model_path()), device="cpu").tokenizer
+    meta = {
+        "format": static.FORMAT,
+        "source": BUNDLED_MODEL_ID,
+        "model_id": f"{static.distilled_id(BUNDLED_MODEL_ID)}:code1",
+        "dim": int(trained.shape[1]),
+        "vocab": len(tok),
+        "trained_on": f"{args.sample} chunks of this interpreter's standard library "
+        f"(Python {sys.version.split()[0]}), teacher {BUNDLED_MODEL_ID} (Apache-2.0)",
+        "recipe": f"python bench/static_train.py --work DIR --sample {args.sample} "
+        f"--epochs {args.epochs} --lr {args.lr} --pull {args.pull} --ship",
+    }
+    static.write_table(static.SHIPPED, trained, tok, meta, int8=True)
+    for f in static.SHIPPED.iterdir():
+        f.chmod(0o644)  # package data, not a private cache
+    static.SHIPPED.chmod(0o755)
+    return static.StaticModel(static.SHIPPED)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, required=True)
@@ -153,6 +181,9 @@ def main() -> int:
     ap.add_argument("--pull", type=float, default=0.0)
     ap.add_argument("--heldout", action="store_true")
     ap.add_argument("--save", type=Path, help="write the trained table (.npy) here")
+    ap.add_argument(
+        "--ship", action="store_true", help="write it (int8) as coderag's shipped static table"
+    )
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -179,6 +210,9 @@ def main() -> int:
     if args.save:
         np.save(args.save, trained)
     tables = {"distilled": np.asarray(model.table), "trained": trained}
+    if args.ship:
+        shipped = ship(trained, args)
+        tables["shipped (int8)"] = (np.asarray(shipped.table), shipped.scales)
     result = {"tune": funcq_static_dense(tables, "tune")}
     if args.heldout:
         result["heldout"] = funcq_static_dense(tables, "heldout")

@@ -236,6 +236,14 @@ class _StaticVectors:
         self.stats.static_seconds += time.perf_counter() - t0
 
 
+def _static_source(meta: dict) -> str:
+    """The token table an index's static vectors were made with (before indexes recorded
+    it, they all came from the table distilled from :data:`STATIC_SOURCE`)."""
+    from .models.static import distilled_id
+
+    return str(meta.get("static_model") or distilled_id(STATIC_SOURCE))
+
+
 def _release_memory() -> None:
     """Hand freed heap back to the system after a phase (glibc keeps it otherwise: phase 1's
     Python objects and Arrow buffers would count against the next phase's peak)."""
@@ -459,7 +467,9 @@ class Index:
             first_build = not store.exists()
             if first_build:
                 self._create_tables(store, lazy.profile())
-            self._static_model(distil=not lexical_only)  # phase 1 makes static vectors too
+            statics = self._static_model(distil=not lexical_only)  # phase 1 makes them too
+            if not first_build:
+                self._static_table_check(store, meta, statics, stats)
             chunker = _chunker_fingerprint()
             # an index chunked by other code: every file is chunked again (the cache keeps
             # the vectors of texts that did not change); only a full refresh marks it done
@@ -484,6 +494,9 @@ class Index:
             if first_build or not store.fts_ok():
                 store.build_fts()  # one bulk build beats folding in row by row; or a repair
             self._phase_static(store, stats, say, distil=not lexical_only)
+            if statics is not None and store.static_dim() is not None:
+                if meta.get("static_model") != statics.model_id:
+                    store.set_meta(static_model=statics.model_id)
             if not lexical_only and self._static_mode() != "only" and store.count_pending():
                 self._phase_embed(store, lazy.embedder(), stats, say)
             if lazy.loaded is not None:
@@ -832,21 +845,31 @@ class Index:
         return mode
 
     def _static_model(self, distil: bool):
-        """The static tier's token table (cached per machine), distilled on first need when
-        ``distil`` (that imports torch, ~20-40 s once); None when off or not to be had."""
+        """The static tier's token table: the shipped one, else one distilled on this machine
+        (on first need when ``distil``: that imports torch, ~40 s once); None when off or not
+        to be had."""
         if self._static is None and self._static_mode() != "off":
             from .models import static
 
-            self._static = static.load_cached(STATIC_SOURCE)
-            if self._static is None and distil:
-                from . import models
-
-                try:
-                    models.distill_static()
-                except (CoderagError, OSError) as e:
-                    log.warning("coderag: no static vectors: %s", e)
-                self._static = static.load_cached(STATIC_SOURCE)
+            try:
+                self._static = static.load_static(STATIC_SOURCE, distil)
+            except (CoderagError, OSError) as e:
+                log.warning("coderag: no static vectors: %s", e)
         return self._static
+
+    def _static_table_check(self, store, meta: dict, model, stats: RefreshStats) -> None:
+        """Static vectors made with another token table (an index from an older coderag, or
+        the shipped table unusable here) cannot be searched with this one: all are marked
+        for remaking and their token weights counted again (thousands of chunks a second)."""
+        from .models import static
+
+        if model is None or store.static_dim() is None:
+            return
+        if _static_source(meta) == model.model_id or not store.count_chunks():
+            return
+        store.clear_static()
+        (self.data_dir / static.DF_FILE).unlink(missing_ok=True)
+        stats.notes.append("the static token table changed; remaking every static vector")
 
     def _static_weights(self, model):
         """Token weights from this index's document frequencies (None before the first
@@ -1087,7 +1110,7 @@ class Index:
         counts = counts or store.counts()
         alone = self._static_answers(counts)
         both = not alone and self.weights.static > 0 and not counts["static_pending"]
-        usable = self._static_usable(store) if alone or both else None
+        usable = self._static_usable(store, meta) if alone or both else None
         self.last_dense_tier = "model"
         if alone and usable is not None:
             self.last_dense_tier = "static"
@@ -1113,13 +1136,15 @@ class Index:
             self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coderag-lexical")
         return self._threads
 
-    def _static_usable(self, store):
+    def _static_usable(self, store, meta: dict):
         """The static model and this index's token weights when the index has static vectors
-        they can query (same dimension), else None."""
+        they can query (made with this table), else None."""
         if self._static_mode() == "off" or store.static_dim() is None:
             return None
         model = self._static_model(distil=False)
-        weights = None if model is None else self._static_weights(model)
+        if model is None or _static_source(meta) != model.model_id:
+            return None
+        weights = self._static_weights(model)
         if weights is None or model.dim != store.static_dim():
             return None
         return model, weights
@@ -1249,6 +1274,11 @@ class Index:
             raise CoderagError(f"the index at {self.data_dir} is empty; run `coderag index`")
         counts = store.counts()
         chunks = counts["chunks"]
+        made_with = _static_source(meta) if store.static_dim() is not None else None
+        table = self._static_model(distil=False) if made_with else None
+        static_share = _coverage(counts, "static_pending")
+        if table is None or table.model_id != made_with:
+            static_share = 0.0  # none, or made with a table this coderag does not have
         return {
             "root": str(self.root),
             "files": counts["files"],
@@ -1258,7 +1288,8 @@ class Index:
             "indexed_at": meta.get("indexed_at"),
             "bytes": store.size_bytes(),
             "dense_coverage": round(_coverage(counts, "pending"), 4),
-            "static_coverage": round(_coverage(counts, "static_pending"), 4),
+            "static_coverage": round(static_share, 4),
+            "static_model": made_with,
             "commit": meta.get("commit"),
             "device": meta.get("device"),
             "schema_version": meta.get("schema_version"),

@@ -503,6 +503,11 @@ class Store:
             return self.count_chunks()
         return self._table("chunks").count_rows("sembedded IS NOT TRUE")
 
+    def clear_static(self) -> None:
+        """Mark every static vector as missing (made with another token table): the static
+        pass makes them all again."""
+        self._table("chunks").update(where="sembedded", values={"sembedded": False})
+
     def set_static(self, ids: list[str], vectors: np.ndarray) -> None:
         """Fill in static vectors of existing chunks (deleted ones are not resurrected)."""
         self._fill("svector", "sembedded", ids, vectors)

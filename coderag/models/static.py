@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -27,16 +28,22 @@ import numpy as np
 
 from ..errors import ModelNotFound
 from ..userdirs import cache_dir, write_private
-from .load import bundled_model_path, model_id_for_folder
+from .load import BUNDLED_MODEL_ID, bundled_model_path, model_id_for_folder
 from .tokens import counting_tokenizer
 
 FORMAT = 1
 DIM = 256
 MAX_TOKENS = 512  # tokens of a chunk that count (the head of a very long chunk says enough)
 TABLE = "vectors.npy"
+SCALES = "scales.npy"  # per-row scales of an int8 table (the shipped one); absent: float32
 TOKENIZER = "tokenizer.json"
 CONFIG = "static.json"
 DF_FILE = "static-df.npy"
+#: the shipped table: the distillation of the bundled MiniLM trained on code so that a chunk's
+#: static vector points where MiniLM's does (bench/static_train.py --ship; 8 MB, int8)
+SHIPPED = Path(__file__).with_name("static_code")
+
+log = logging.getLogger("coderag.models")
 
 
 class StaticModel:
@@ -55,6 +62,9 @@ class StaticModel:
         self.table = np.load(folder / TABLE, mmap_mode="r")
         self.dim = int(self.table.shape[1])
         self.vocab = int(self.table.shape[0])
+        self.scales = np.load(folder / SCALES) if (folder / SCALES).is_file() else None
+        if self.scales is not None and self.scales.shape != (self.vocab,):
+            raise ValueError(f"static model scales {self.scales.shape}, table {self.table.shape}")
         self._tok = Tokenizer.from_file(str(folder / TOKENIZER))
         self._tok.no_padding()
         self._tok.enable_truncation(MAX_TOKENS)
@@ -82,10 +92,11 @@ class StaticModel:
         """L2-normalised weighted means, float32 (n, dim); a text with no tokens is zero."""
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         table = self.table
+        if self.scales is not None:
+            weights = weights * self.scales  # an int8 row times its scale is the real row
         for i, t in enumerate(ids):
             if len(t):
-                w = weights[t]
-                out[i] = w @ table[t]
+                out[i] = weights[t] @ table[t]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
         return out
@@ -133,6 +144,29 @@ class DocFreq:
         return cls(vocab, arr[1:].copy(), int(arr[0]))
 
 
+def load_static(source_id: str, distil: bool = False) -> StaticModel | None:
+    """The static tier's table for chunks tokenized as ``source_id`` does: the shipped,
+    code-trained one (:data:`SHIPPED`), else the one distilled on this machine, distilled
+    now when ``distil`` (imports torch; ~40 s once). None: neither is to be had."""
+    try:
+        shipped = StaticModel(SHIPPED)
+        if shipped.source == source_id:
+            return shipped
+    except Exception as e:  # noqa: BLE001 - a damaged install: the distilled table serves
+        log.warning("coderag: the shipped static table is unusable (%s); distilling one", e)
+    model = load_cached(source_id)
+    if model is None and distil and source_id == BUNDLED_MODEL_ID:
+        distill_static()
+        model = load_cached(source_id)
+    return model
+
+
+def distilled_id(source_id: str, dims: int = DIM) -> str:
+    """The model id of the table :func:`distill_static` makes from ``source_id`` (what an
+    index's static vectors came from before the index recorded it)."""
+    return f"static:{source_id}:{dims}"
+
+
 def cache_folder(source_id: str) -> Path:
     """Where the table distilled from ``source_id`` is kept (the user's cache folder)."""
     slug = hashlib.sha256(f"{FORMAT}:{DIM}:{source_id}".encode()).hexdigest()[:16]
@@ -176,11 +210,11 @@ def distill_static(source: str = "auto", *, batch: int = 1024) -> Path:
     meta = {
         "format": FORMAT,
         "source": source_id,
-        "model_id": f"static:{source_id}:{dims}",
+        "model_id": distilled_id(source_id, dims),
         "dim": dims,
         "vocab": len(tok),
     }
-    _write_table(folder, table, tok, meta)
+    write_table(folder, table, tok, meta)
     return folder
 
 
@@ -206,13 +240,21 @@ def _token_vectors(model: Any, tok: Any, batch: int) -> np.ndarray:
     return hidden
 
 
-def _write_table(folder: Path, table: np.ndarray, tok: Any, meta: dict) -> None:
-    """Table, tokenizer and config into ``folder``, whole or not at all (a private temporary
-    folder renamed into place)."""
+def write_table(
+    folder: Path, table: np.ndarray, tok: Any, meta: dict, *, int8: bool = False
+) -> None:
+    """Table, tokenizer (a transformers tokenizer's) and config into ``folder``, whole or
+    not at all (a private temporary folder renamed into place). ``int8``: each row scaled
+    to int8 (a quarter of the size; how the shipped table is kept)."""
     tmp = folder.with_name(folder.name + f".{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True, mode=0o700)
     try:
+        if int8:
+            scales = np.abs(table).max(1) / 127.0
+            scales[scales == 0] = 1.0
+            np.save(tmp / SCALES, scales.astype(np.float32))
+            table = np.rint(table / scales[:, None]).astype(np.int8)
         np.save(tmp / TABLE, table)
         counting_tokenizer(tok).save(str(tmp / TOKENIZER))
         write_private(tmp / CONFIG, json.dumps(meta, indent=1).encode())

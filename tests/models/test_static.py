@@ -14,21 +14,53 @@ from coderag.models import BUNDLED_MODEL_ID, distill_static, static
 
 @pytest.fixture(scope="module")
 def table():
-    """The distilled table (made once per machine, cached; ~20-40 s the first time)."""
+    """The table an index uses: the shipped, code-trained one."""
+    model = static.load_static(STATIC_SOURCE)
+    assert model is not None and model.folder == static.SHIPPED
+    return model
+
+
+@pytest.fixture(scope="module")
+def distilled():
+    """The table distilled on this machine (the fallback, and what the shipped one was
+    trained from; made once per machine, cached; ~20-40 s the first time)."""
     distill_static()
     model = static.load_cached(STATIC_SOURCE)
     assert model is not None
     return model
 
 
-def test_distillation_is_cached_and_deterministic(table):
-    assert table.model_id == f"static:{BUNDLED_MODEL_ID}:{static.DIM}"
-    assert table.table.shape == (30522, static.DIM) and np.isfinite(table.table).all()
+def test_distillation_is_cached_and_deterministic(distilled):
+    assert distilled.model_id == static.distilled_id(BUNDLED_MODEL_ID)
+    assert distilled.model_id == f"static:{BUNDLED_MODEL_ID}:{static.DIM}"
+    assert distilled.table.shape == (30522, static.DIM) and np.isfinite(distilled.table).all()
     # related words sit closer than unrelated ones (a real table, not noise)
-    w = np.ones(table.vocab, dtype=np.float32)
-    retry, again, banana = table.embed(["retry", "try again", "banana"], w)
+    w = np.ones(distilled.vocab, dtype=np.float32)
+    retry, again, banana = distilled.embed(["retry", "try again", "banana"], w)
     assert retry @ again > retry @ banana + 0.1
     assert distill_static() == static.cache_folder(STATIC_SOURCE)  # cached: no re-run
+
+
+def test_the_shipped_table_is_int8_and_tokenizes_as_the_model_does(table, distilled):
+    """The shipped table keeps a scale per row; a vector is the weighted mean of the rows
+    scaled back. Its tokenizer is the model's, so chunk token counts can be handed over."""
+    from coderag.models import bundled_token_counter
+
+    assert table.table.dtype == np.int8 and table.scales.shape == (table.vocab,)
+    assert table.vocab == distilled.vocab and table.dim == static.DIM
+    assert table.model_id != distilled.model_id and table.source == BUNDLED_MODEL_ID
+    texts = ["def retry_upload(path, attempts=3):", "Gzip a body before upload.", ""]
+    w = np.random.default_rng(0).random(table.vocab).astype(np.float32)
+    ids = table.token_ids(texts)
+    rows = np.asarray(table.table, dtype=np.float32) * table.scales[:, None]
+    for i, t in enumerate(ids[:2]):
+        want = (w[t] @ rows[t]) / np.linalg.norm(w[t] @ rows[t])
+        assert np.allclose(table.vectors(ids, w)[i], want, atol=1e-5)
+    assert not table.vectors(ids, w)[2].any()  # no tokens: a zero vector
+    assert [list(t) for t in ids] == [list(t) for t in distilled.token_ids(texts)]
+    counter = bundled_token_counter()
+    assert table.same_tokenizer(counter)
+    assert [counter.count(t) for t in texts] == [len(t) for t in ids]
 
 
 def test_every_chunk_gets_a_static_vector_and_search_uses_them(smallrepo, table, make_index):
@@ -151,6 +183,42 @@ def test_an_index_from_before_the_static_tier_gains_it(smallrepo, table, make_in
     assert make_index(smallrepo).search("upload", mode="hybrid")  # still answers, lexically
     stats = make_index(smallrepo).refresh(lexical_only=True)
     assert stats.chunks_static > 0 and Index(smallrepo).status()["static_coverage"] == 1.0
+
+
+def test_static_vectors_from_another_table_are_made_again(
+    smallrepo, table, distilled, make_index, monkeypatch
+):
+    """Static vectors made with another token table (an older coderag's distilled one) are
+    not searched with this table's query vectors; the next refresh remakes every one with
+    this table, counts the weights again and records which table made them."""
+    from coderag.store import Store
+
+    with monkeypatch.context() as m:
+        m.setattr(static, "load_static", lambda source, distil=False: distilled)
+        make_index(smallrepo).refresh(lexical_only=True)
+        assert Store(smallrepo).meta()["static_model"] == distilled.model_id
+    Store(smallrepo).set_meta(static_model=None)  # as an index from before it was recorded
+    st = Index(smallrepo).status()
+    assert st["static_model"] == distilled.model_id and st["static_coverage"] == 0.0
+    idx = make_index(smallrepo)
+    idx.search("wait longer between attempts when a transfer fails", mode="hybrid")
+    assert idx.last_dense_tier != "static"
+
+    stats = make_index(smallrepo).refresh(lexical_only=True)
+    assert any("static token table changed" in n for n in stats.notes)
+    rows = Store(smallrepo).all_chunk_rows(["embed_text", "svector", "sembedded"])
+    assert stats.chunks_static == len(rows) and all(r["sembedded"] for r in rows)
+    df = static.DocFreq.load(smallrepo / ".coderag" / static.DF_FILE, table.vocab)
+    assert df is not None and df.docs == len(rows)  # counted again, over every chunk
+    want = table.embed([r["embed_text"] for r in rows], df.weights())
+    assert np.allclose(np.array([r["svector"] for r in rows], dtype=np.float32), want, atol=1e-5)
+    st = Index(smallrepo).status()
+    assert st["static_model"] == table.model_id and st["static_coverage"] == 1.0
+    idx = Index(smallrepo)
+    idx.search("wait longer between attempts when a transfer fails", mode="dense")
+    assert idx.last_dense_tier == "static"
+    again = make_index(smallrepo).refresh(lexical_only=True)
+    assert again.chunks_static == 0 and not again.notes  # recorded: nothing to remake
 
 
 def test_a_large_index_gets_its_indexes_and_keeps_its_answers(tmp_path, table, monkeypatch):
