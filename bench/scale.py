@@ -165,7 +165,7 @@ def warm_queries(root: Path) -> dict:
                 times.append((time.perf_counter() - t0) * 1000)
         out[mode] = {"p50_ms": round(pct(times, 0.5), 1), "p95_ms": round(pct(times, 0.95), 1)}
     store = Store(root)
-    model, weights = idx._static_usable(store)  # noqa: SLF001 - what search used
+    model, weights = idx._static_usable(store, store.meta())  # noqa: SLF001 - what search used
     recalls = []
     for q in QUESTIONS:
         vec = model.embed([q], weights)[0]
@@ -222,11 +222,13 @@ def main() -> None:
     if args.queries:
         print(json.dumps(warm_queries(args.queries)))
         return
-    from coderag.models import distill_static
+    from coderag.models import BUNDLED_MODEL_ID, static
 
     t0 = time.perf_counter()
-    distill_static()  # once per machine (cached); an index with --lexical-only does not distil
-    say(f"static token table ready in {time.perf_counter() - t0:.1f} s")
+    # the shipped table; distilled once per machine (cached) only if it is missing, since an
+    # index built with --lexical-only does not distil
+    table = static.load_static(BUNDLED_MODEL_ID, distil=True)
+    say(f"static token table {table.model_id} ready in {time.perf_counter() - t0:.1f} s")
     files, packages = source_files()
     work = Path(tempfile.mkdtemp(prefix="coderag-scale-", dir=args.work))
     per_byte = chunks_per_byte(files, work)
