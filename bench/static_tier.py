@@ -10,7 +10,7 @@ what those vectors are worth.
    * the model's rate (all-MiniLM-L6-v2 on this CPU, a 512-chunk sample) and the time it
      would need for the same chunks, for the ratio.
    The one-time distillation of the token table is timed separately (it is cached per
-   machine).
+   machine; it is only the fallback now: the indexes use the shipped, code-trained table).
 2. Quality on the shipped set (tests/eval): lexical, dense and hybrid with the model's
    vectors, dense and hybrid with static vectors only.
 
