@@ -244,6 +244,12 @@ def _static_source(meta: dict) -> str:
     return str(meta.get("static_model") or distilled_id(STATIC_SOURCE))
 
 
+def _made_with(meta: dict, model) -> bool:
+    """Were an index's static vectors made with ``model``'s token table (so its query
+    vectors can be compared with them)?"""
+    return model is not None and _static_source(meta) == model.model_id
+
+
 def _release_memory() -> None:
     """Hand freed heap back to the system after a phase (glibc keeps it otherwise: phase 1's
     Python objects and Arrow buffers would count against the next phase's peak)."""
@@ -865,7 +871,7 @@ class Index:
 
         if model is None or store.static_dim() is None:
             return
-        if _static_source(meta) == model.model_id or not store.count_chunks():
+        if _made_with(meta, model) or not store.count_chunks():
             return
         store.clear_static()
         (self.data_dir / static.DF_FILE).unlink(missing_ok=True)
@@ -1142,7 +1148,7 @@ class Index:
         if self._static_mode() == "off" or store.static_dim() is None:
             return None
         model = self._static_model(distil=False)
-        if model is None or _static_source(meta) != model.model_id:
+        if not _made_with(meta, model):
             return None
         weights = self._static_weights(model)
         if weights is None or model.dim != store.static_dim():
@@ -1274,10 +1280,9 @@ class Index:
             raise CoderagError(f"the index at {self.data_dir} is empty; run `coderag index`")
         counts = store.counts()
         chunks = counts["chunks"]
-        made_with = _static_source(meta) if store.static_dim() is not None else None
-        table = self._static_model(distil=False) if made_with else None
+        has_static = store.static_dim() is not None
         static_share = _coverage(counts, "static_pending")
-        if table is None or table.model_id != made_with:
+        if not has_static or not _made_with(meta, self._static_model(distil=False)):
             static_share = 0.0  # none, or made with a table this coderag does not have
         return {
             "root": str(self.root),
@@ -1289,7 +1294,7 @@ class Index:
             "bytes": store.size_bytes(),
             "dense_coverage": round(_coverage(counts, "pending"), 4),
             "static_coverage": round(static_share, 4),
-            "static_model": made_with,
+            "static_model": _static_source(meta) if has_static else None,
             "commit": meta.get("commit"),
             "device": meta.get("device"),
             "schema_version": meta.get("schema_version"),

@@ -16,6 +16,7 @@ imports torch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -144,16 +145,24 @@ class DocFreq:
         return cls(vocab, arr[1:].copy(), int(arr[0]))
 
 
+@functools.cache
+def shipped_table() -> StaticModel | None:
+    """The shipped table (:data:`SHIPPED`), read once per process; None, with one warning,
+    when the install damaged it (then a distilled table serves)."""
+    try:
+        return StaticModel(SHIPPED)
+    except Exception as e:  # noqa: BLE001 - any damage: the fallback serves
+        log.warning("coderag: the shipped static table is unusable (%s); using a distilled one", e)
+        return None
+
+
 def load_static(source_id: str, distil: bool = False) -> StaticModel | None:
     """The static tier's table for chunks tokenized as ``source_id`` does: the shipped,
-    code-trained one (:data:`SHIPPED`), else the one distilled on this machine, distilled
-    now when ``distil`` (imports torch; ~40 s once). None: neither is to be had."""
-    try:
-        shipped = StaticModel(SHIPPED)
-        if shipped.source == source_id:
-            return shipped
-    except Exception as e:  # noqa: BLE001 - a damaged install: the distilled table serves
-        log.warning("coderag: the shipped static table is unusable (%s); distilling one", e)
+    code-trained one, else the one distilled on this machine, distilled now when ``distil``
+    (imports torch; ~40 s once). None: neither is to be had."""
+    shipped = shipped_table()
+    if shipped is not None and shipped.source == source_id:
+        return shipped
     model = load_cached(source_id)
     if model is None and distil and source_id == BUNDLED_MODEL_ID:
         distill_static()
